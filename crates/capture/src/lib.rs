@@ -1,0 +1,1 @@
+//! Capture-file adapter (pcap, pcapng, compressed, stdin).
