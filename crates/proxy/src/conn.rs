@@ -423,7 +423,6 @@ async fn controller(ctx: &Ctx, mut rx: watch::Receiver<Arc<Snapshot>>) -> End {
             return End::Close;
         }
         ctx.forget_removed(&snap);
-        let now = Instant::now();
         let mut next: Option<Instant> = None;
         for t in &snap.toxics {
             let (deadline, req) = match t.kind {
@@ -455,7 +454,7 @@ async fn controller(ctx: &Ctx, mut rx: watch::Receiver<Arc<Snapshot>>) -> End {
                 }
                 _ => continue,
             };
-            if deadline <= now {
+            if deadline <= Instant::now() {
                 return End::Reset(req);
             }
             next = Some(next.map_or(deadline, |n| n.min(deadline)));
