@@ -162,13 +162,23 @@ impl Entry {
         }
     }
 
-    fn stop(&mut self) {
-        if let Some(r) = self.running.take() {
-            r.task.abort();
-            r.tx.send_replace(Arc::new(Snapshot {
-                toxics: Vec::new(),
-                closing: true,
-            }));
+    /// Stops listening and closes connections; the returned handle
+    /// completes once the listener is closed.
+    fn stop(&mut self) -> Option<JoinHandle<()>> {
+        let r = self.running.take()?;
+        r.task.abort();
+        r.tx.send_replace(Arc::new(Snapshot {
+            toxics: Vec::new(),
+            closing: true,
+        }));
+        Some(r.task)
+    }
+
+    /// `stop`, waiting until the port is closed (so a client that connects
+    /// after the API answered is refused).
+    async fn stop_wait(&mut self) {
+        if let Some(t) = self.stop() {
+            let _ = t.await;
         }
     }
 }
@@ -483,7 +493,9 @@ async fn populate(State(s): S, b: Bytes) -> Response {
                 out.push(e.to_json());
                 continue;
             }
-            map.remove(&cfg.name);
+            if let Some(mut old) = map.remove(&cfg.name) {
+                old.stop_wait().await;
+            }
         }
         let mut e = Entry {
             name: cfg.name.clone(),
@@ -550,7 +562,7 @@ async fn proxy_update(State(s): S, Path(name): Path<String>, b: Bytes) -> Respon
     };
     let changed = listen != e.listen || upstream != e.upstream;
     if changed || !enabled {
-        e.stop();
+        e.stop_wait().await;
     }
     e.listen = listen;
     e.upstream = upstream;
@@ -567,7 +579,10 @@ async fn proxy_update(State(s): S, Path(name): Path<String>, b: Bytes) -> Respon
 async fn proxy_delete(State(s): S, Path(name): Path<String>) -> Response {
     let mut map = s.proxies.lock().await;
     match map.remove(&name) {
-        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        Some(mut e) => {
+            e.stop_wait().await;
+            StatusCode::NO_CONTENT.into_response()
+        }
         None => err(not_found()),
     }
 }
@@ -656,6 +671,10 @@ impl Server {
 
     /// Stops and removes every proxy (their connections close cleanly).
     pub async fn clear(&self) {
-        self.proxies.lock().await.clear();
+        let mut map = self.proxies.lock().await;
+        for e in map.values_mut() {
+            e.stop_wait().await;
+        }
+        map.clear();
     }
 }

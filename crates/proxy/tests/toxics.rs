@@ -25,7 +25,8 @@ fn half_close_is_the_default() {
     let up = server(|mut s| {
         let mut req = Vec::new();
         s.read_to_end(&mut req).unwrap();
-        s.write_all(format!("got {} bytes", req.len()).as_bytes()).unwrap();
+        s.write_all(format!("got {} bytes", req.len()).as_bytes())
+            .unwrap();
     });
     let (_h, p) = one(up);
     let mut c = TcpStream::connect(p).unwrap();
@@ -41,11 +42,22 @@ fn latency_delays_each_chunk() {
     let (h, p) = one(echo_server());
     let mut c = TcpStream::connect(p).unwrap();
     assert!(rtt(&mut c) < Duration::from_millis(50));
-    add_toxic(&h, "p", r#"{"type":"latency","attributes":{"latency":150,"jitter":20}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"latency","attributes":{"latency":150,"jitter":20}}"#,
+    );
     let d = rtt(&mut c);
-    assert!(d >= Duration::from_millis(130) && d < Duration::from_millis(800), "{d:?}");
+    assert!(
+        d >= Duration::from_millis(130) && d < Duration::from_millis(800),
+        "{d:?}"
+    );
     // upstream stream too: both ways add up
-    add_toxic(&h, "p", r#"{"type":"latency","stream":"upstream","attributes":{"latency":100}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"latency","stream":"upstream","attributes":{"latency":100}}"#,
+    );
     let d = rtt(&mut c);
     assert!(d >= Duration::from_millis(230), "{d:?}");
 }
@@ -62,7 +74,10 @@ fn bandwidth_limits_rate() {
     c.read_exact(&mut got).unwrap();
     // 100 KB at 200 KB/s: about 0.5 s.
     let d = t.elapsed();
-    assert!(d >= Duration::from_millis(400) && d < Duration::from_secs(3), "{d:?}");
+    assert!(
+        d >= Duration::from_millis(400) && d < Duration::from_secs(3),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -71,26 +86,42 @@ fn slow_close_delays_the_fin() {
         s.write_all(b"bye").unwrap();
     });
     let (h, p) = one(up);
-    add_toxic(&h, "p", r#"{"type":"slow_close","attributes":{"delay":300}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"slow_close","attributes":{"delay":300}}"#,
+    );
     let t = Instant::now();
     let mut c = TcpStream::connect(p).unwrap();
     let (o, got) = read_outcome(&mut c, S);
     assert_eq!((o, got.as_slice()), (Outcome::Eof(3), &b"bye"[..]));
-    assert!(t.elapsed() >= Duration::from_millis(280), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
 fn timeout_holds_data_then_closes_cleanly() {
     let (obs, rx) = observing_server();
     let (h, p) = one(obs);
-    add_toxic(&h, "p", r#"{"type":"timeout","stream":"upstream","attributes":{"timeout":300}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"timeout","stream":"upstream","attributes":{"timeout":300}}"#,
+    );
     let mut c = TcpStream::connect(p).unwrap();
     c.write_all(b"never delivered").unwrap();
     let t = Instant::now();
     let (o, _) = read_outcome(&mut c, S);
     assert_eq!(o, Outcome::Eof(0), "client sees a clean close");
     assert!(t.elapsed() >= Duration::from_millis(250));
-    assert_eq!(rx.recv_timeout(S).unwrap(), Outcome::Eof(0), "upstream got nothing, then FIN");
+    assert_eq!(
+        rx.recv_timeout(S).unwrap(),
+        Outcome::Eof(0),
+        "upstream got nothing, then FIN"
+    );
 }
 
 #[test]
@@ -100,9 +131,15 @@ fn timeout_zero_holds_until_removed_and_loses_nothing() {
     let mut c = TcpStream::connect(p).unwrap();
     c.write_all(b"held").unwrap();
     let mut b = [0u8; 4];
-    c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     assert!(c.read(&mut b).is_err(), "nothing while the toxic is there");
-    let (st, _) = http(h.api.unwrap(), "DELETE", "/proxies/p/toxics/timeout_downstream", "");
+    let (st, _) = http(
+        h.api.unwrap(),
+        "DELETE",
+        "/proxies/p/toxics/timeout_downstream",
+        "",
+    );
     assert_eq!(st, 204);
     c.set_read_timeout(Some(S)).unwrap();
     c.read_exact(&mut b).unwrap();
@@ -113,14 +150,22 @@ fn timeout_zero_holds_until_removed_and_loses_nothing() {
 fn reset_peer_resets_idle_connection_and_closes_upstream_cleanly() {
     let (obs, rx) = observing_server();
     let (h, p) = one(obs);
-    add_toxic(&h, "p", r#"{"type":"reset_peer","attributes":{"timeout":200}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"reset_peer","attributes":{"timeout":200}}"#,
+    );
     let mut c = TcpStream::connect(p).unwrap();
     let t = Instant::now();
     // No byte is ever sent: Toxiproxy would never fire here.
     let (o, _) = read_outcome(&mut c, S);
     assert_eq!(o, Outcome::Reset(0), "client gets ECONNRESET");
     assert!(t.elapsed() >= Duration::from_millis(180));
-    assert_eq!(rx.recv_timeout(S).unwrap(), Outcome::Eof(0), "upstream gets a FIN, not an RST");
+    assert_eq!(
+        rx.recv_timeout(S).unwrap(),
+        Outcome::Eof(0),
+        "upstream gets a FIN, not an RST"
+    );
     let ev = h.events();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].cause, rstscope_core::Cause::AbortiveClose);
@@ -133,7 +178,11 @@ fn reset_peer_added_at_run_time_applies_to_open_connection() {
     let (h, p) = one(echo_server());
     let mut c = TcpStream::connect(p).unwrap();
     assert!(rtt(&mut c) < Duration::from_secs(1));
-    add_toxic(&h, "p", r#"{"type":"reset_peer","attributes":{"timeout":0}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"reset_peer","attributes":{"timeout":0}}"#,
+    );
     let (o, _) = read_outcome(&mut c, S);
     assert_eq!(o, Outcome::Reset(0));
 }
@@ -142,16 +191,32 @@ fn reset_peer_added_at_run_time_applies_to_open_connection() {
 fn reset_peer_upstream_stream_resets_upstream_only() {
     let (obs, rx) = observing_server();
     let (h, p) = one(obs);
-    add_toxic(&h, "p", r#"{"type":"reset_peer","stream":"upstream","attributes":{"timeout":100}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"reset_peer","stream":"upstream","attributes":{"timeout":100}}"#,
+    );
     let mut c = TcpStream::connect(p).unwrap();
-    assert_eq!(rx.recv_timeout(S).unwrap(), Outcome::Reset(0), "upstream gets ECONNRESET");
-    assert_eq!(read_outcome(&mut c, S).0, Outcome::Eof(0), "client gets FIN");
+    assert_eq!(
+        rx.recv_timeout(S).unwrap(),
+        Outcome::Reset(0),
+        "upstream gets ECONNRESET"
+    );
+    assert_eq!(
+        read_outcome(&mut c, S).0,
+        Outcome::Eof(0),
+        "client gets FIN"
+    );
 }
 
 #[test]
 fn toxicity_zero_never_resets_and_closes_are_fins() {
     let (h, p) = one(echo_server());
-    add_toxic(&h, "p", r#"{"type":"reset_peer","toxicity":0,"attributes":{"timeout":0}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"reset_peer","toxicity":0,"attributes":{"timeout":0}}"#,
+    );
     for _ in 0..5 {
         let mut c = TcpStream::connect(p).unwrap();
         assert!(rtt(&mut c) < Duration::from_secs(1));
@@ -198,7 +263,11 @@ fn limit_data_passes_exactly_n_bytes_then_fin() {
         thread::sleep(Duration::from_secs(2));
     });
     let (h, p) = one(up);
-    add_toxic(&h, "p", r#"{"type":"limit_data","attributes":{"bytes":1234}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"limit_data","attributes":{"bytes":1234}}"#,
+    );
     let mut c = TcpStream::connect(p).unwrap();
     assert_eq!(read_outcome(&mut c, S).0, Outcome::Eof(1234));
 }
@@ -207,7 +276,11 @@ fn limit_data_passes_exactly_n_bytes_then_fin() {
 fn idle_reset_spares_busy_connections_and_resets_idle_ones() {
     let (obs, rx) = observing_server();
     let (h, p) = one(obs);
-    add_toxic(&h, "p", r#"{"type":"idle_reset","attributes":{"timeout":250}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"idle_reset","attributes":{"timeout":250}}"#,
+    );
     let mut c = TcpStream::connect(p).unwrap();
     for _ in 0..8 {
         c.write_all(b"x").unwrap();
@@ -216,8 +289,16 @@ fn idle_reset_spares_busy_connections_and_resets_idle_ones() {
     let t = Instant::now();
     let (o, _) = read_outcome(&mut c, S);
     assert_eq!(o, Outcome::Reset(0), "busy 640 ms, then reset after idling");
-    assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
-    assert_eq!(rx.recv_timeout(S).unwrap(), Outcome::Eof(8), "upstream: FIN without both_sides");
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        rx.recv_timeout(S).unwrap(),
+        Outcome::Eof(8),
+        "upstream: FIN without both_sides"
+    );
     assert_eq!(h.events()[0].cause, rstscope_core::Cause::IdleTimeout);
 }
 
@@ -225,7 +306,11 @@ fn idle_reset_spares_busy_connections_and_resets_idle_ones() {
 fn idle_reset_both_sides() {
     let (obs, rx) = observing_server();
     let (h, p) = one(obs);
-    add_toxic(&h, "p", r#"{"type":"idle_reset","attributes":{"timeout":150,"both_sides":true}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"idle_reset","attributes":{"timeout":150,"both_sides":true}}"#,
+    );
     let mut c = TcpStream::connect(p).unwrap();
     assert_eq!(read_outcome(&mut c, S).0, Outcome::Reset(0));
     assert_eq!(rx.recv_timeout(S).unwrap(), Outcome::Reset(0));
@@ -238,7 +323,11 @@ fn reset_after_bytes() {
         thread::sleep(Duration::from_secs(2));
     });
     let (h, p) = one(up);
-    add_toxic(&h, "p", r#"{"type":"reset_after","attributes":{"bytes":10000}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"reset_after","attributes":{"bytes":10000}}"#,
+    );
     let mut c = TcpStream::connect(p).unwrap();
     // Read slowly enough that the RST does not overtake unread data.
     let (o, _) = read_outcome(&mut c, S);
@@ -247,7 +336,12 @@ fn reset_after_bytes() {
         o => panic!("{o:?}"),
     }
     let m = http(h.api.unwrap(), "GET", "/metrics", "").1;
-    assert!(m.contains(r#"rstscope_proxy_resets_injected_total{proxy="p",toxic="reset_after",side="client"} 1"#), "{m}");
+    assert!(
+        m.contains(
+            r#"rstscope_proxy_resets_injected_total{proxy="p",toxic="reset_after",side="client"} 1"#
+        ),
+        "{m}"
+    );
 }
 
 #[test]
@@ -266,28 +360,47 @@ fn refuse_when_down() {
     let dead = dead_port();
     let (h, p) = one(dead);
     let mut c = TcpStream::connect(p).unwrap();
-    assert_eq!(read_outcome(&mut c, S).0, Outcome::Eof(0), "default: accept then FIN");
+    assert_eq!(
+        read_outcome(&mut c, S).0,
+        Outcome::Eof(0),
+        "default: accept then FIN"
+    );
     add_toxic(&h, "p", r#"{"type":"refuse_when_down"}"#);
     let mut c = TcpStream::connect(p).unwrap();
-    assert_eq!(read_outcome(&mut c, S).0, Outcome::Reset(0), "with the toxic: RST");
+    assert_eq!(
+        read_outcome(&mut c, S).0,
+        Outcome::Reset(0),
+        "with the toxic: RST"
+    );
     assert_eq!(h.events()[0].cause, rstscope_core::Cause::Refused);
 }
 
 #[test]
 fn limit_connections_reset() {
     let (h, p) = one(echo_server());
-    add_toxic(&h, "p", r#"{"type":"limit_connections","attributes":{"max":1,"mode":"reset"}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"limit_connections","attributes":{"max":1,"mode":"reset"}}"#,
+    );
     let mut a = TcpStream::connect(p).unwrap();
     assert!(rtt(&mut a) < Duration::from_secs(1));
     let mut b = TcpStream::connect(p).unwrap();
     assert_eq!(read_outcome(&mut b, S).0, Outcome::Reset(0));
-    assert!(rtt(&mut a) < Duration::from_secs(1), "the first one is untouched");
+    assert!(
+        rtt(&mut a) < Duration::from_secs(1),
+        "the first one is untouched"
+    );
 }
 
 #[test]
 fn limit_connections_refuse() {
     let (h, p) = one(echo_server());
-    add_toxic(&h, "p", r#"{"type":"limit_connections","attributes":{"max":1,"mode":"refuse"}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"limit_connections","attributes":{"max":1,"mode":"refuse"}}"#,
+    );
     let mut a = TcpStream::connect(p).unwrap();
     assert!(rtt(&mut a) < Duration::from_secs(1));
     thread::sleep(Duration::from_millis(100));
@@ -309,13 +422,18 @@ fn limit_connections_refuse() {
 #[test]
 fn limit_connections_queue() {
     let (h, p) = one(echo_server());
-    add_toxic(&h, "p", r#"{"type":"limit_connections","attributes":{"max":1,"mode":"queue"}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"limit_connections","attributes":{"max":1,"mode":"queue"}}"#,
+    );
     let mut a = TcpStream::connect(p).unwrap();
     assert!(rtt(&mut a) < Duration::from_secs(1));
     let mut b = TcpStream::connect(p).unwrap(); // the kernel completes it
     b.write_all(b"wait").unwrap();
     let mut buf = [0u8; 4];
-    b.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     assert!(b.read(&mut buf).is_err(), "queued: no service yet");
     a.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_outcome(&mut a, S).0, Outcome::Eof(0));
@@ -328,7 +446,11 @@ fn limit_connections_queue() {
 /// Which of `n` sequential connections got reset by a 50% reset_peer.
 fn reset_pattern(n: usize) -> Vec<bool> {
     let (h, p) = one(echo_server());
-    add_toxic(&h, "p", r#"{"type":"reset_peer","toxicity":0.5,"attributes":{"timeout":0}}"#);
+    add_toxic(
+        &h,
+        "p",
+        r#"{"type":"reset_peer","toxicity":0.5,"attributes":{"timeout":0}}"#,
+    );
     (0..n)
         .map(|_| {
             let mut c = TcpStream::connect(p).unwrap();
@@ -361,6 +483,8 @@ fn toxicity_per_chunk() {
         r#"{"type":"latency","toxicity":0.5,"attributes":{"latency":60,"per_chunk":1}}"#,
     );
     let mut c = TcpStream::connect(p).unwrap();
-    let slow = (0..20).filter(|_| rtt(&mut c) >= Duration::from_millis(55)).count();
+    let slow = (0..20)
+        .filter(|_| rtt(&mut c) >= Duration::from_millis(55))
+        .count();
     assert!((3..=17).contains(&slow), "{slow} of 20 chunks delayed");
 }

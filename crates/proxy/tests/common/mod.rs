@@ -45,14 +45,21 @@ pub fn http(api: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Stri
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status: u16 = resp[9..12].parse().unwrap();
-    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     (status, body)
 }
 
 /// `http` and parse the body as JSON.
 pub fn api_json(api: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let (st, b) = http(api, method, path, body);
-    (st, serde_json::from_str(&b).unwrap_or(serde_json::Value::Null))
+    (
+        st,
+        serde_json::from_str(&b).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// An upstream that echoes everything, one thread per connection; when the
@@ -126,7 +133,9 @@ pub fn read_outcome(s: &mut TcpStream, limit: Duration) -> (Outcome, Vec<u8>) {
         match s.read(&mut buf) {
             Ok(0) => return (Outcome::Eof(got.len()), got),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (Outcome::Reset(got.len()), got),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                return (Outcome::Reset(got.len()), got)
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
                 return (Outcome::Timeout(got.len()), got)
             }
@@ -137,7 +146,12 @@ pub fn read_outcome(s: &mut TcpStream, limit: Duration) -> (Outcome, Vec<u8>) {
 
 /// Adds a toxic through the API and checks it was accepted.
 pub fn add_toxic(h: &Handle, proxy: &str, json: &str) {
-    let (st, b) = http(h.api.unwrap(), "POST", &format!("/proxies/{proxy}/toxics"), json);
+    let (st, b) = http(
+        h.api.unwrap(),
+        "POST",
+        &format!("/proxies/{proxy}/toxics"),
+        json,
+    );
     assert_eq!(st, 200, "adding toxic {json}: {b}");
 }
 
