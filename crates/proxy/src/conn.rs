@@ -514,10 +514,8 @@ async fn pump(
                         data.push(t.clone());
                     }
                 }
-                ref k if k.needs_bytes() => {
-                    if t.per_chunk || ctx.applies(t) {
-                        data.push(t.clone());
-                    }
+                ref k if k.needs_bytes() && (t.per_chunk || ctx.applies(t)) => {
+                    data.push(t.clone());
                 }
                 _ => {}
             }
@@ -564,11 +562,21 @@ async fn splice_phase(
     let src_client = s == 0;
     let (sfd, dfd) = (src.as_raw_fd(), dst.as_raw_fd());
     let mut moved = 0u64;
+    let mut wait = true;
     loop {
-        tokio::select! {
-            biased;
-            r = rx.changed() => return if r.is_err() { Step::End(End::Close) } else { Step::Again },
-            r = src.readable() => if r.is_err() { return failed(src_client) },
+        // Hot path: while data keeps coming, only a cheap check for toxic
+        // changes; wait (with the change as a wake-up) only when drained.
+        match rx.has_changed() {
+            Ok(false) => {}
+            Ok(true) => return Step::Again,
+            Err(_) => return Step::End(End::Close),
+        }
+        if wait {
+            tokio::select! {
+                biased;
+                r = rx.changed() => return if r.is_err() { Step::End(End::Close) } else { Step::Again },
+                r = src.readable() => if r.is_err() { return failed(src_client) },
+            }
         }
         if pipe.is_none() {
             // Created on first data, so idle connections hold no pipe.
@@ -582,9 +590,13 @@ async fn splice_phase(
         let mut n = match src.try_io(Interest::READABLE, || p.fill(sfd, want)) {
             Ok(0) => return Step::Eof,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait = true;
+                continue;
+            }
             Err(_) => return failed(src_client),
         };
+        wait = false;
         let total = n;
         while n > 0 {
             match dst.try_io(Interest::WRITABLE, || p.drain(dfd, n)) {
@@ -702,8 +714,8 @@ async fn copy_phase(
         }
         ctx.moved(s, piece, true);
         off += piece;
-        if rate > 0 {
-            tokio::time::sleep(Duration::from_micros(piece as u64 * 1000 / rate)).await;
+        if let Some(us) = (piece as u64 * 1000).checked_div(rate) {
+            tokio::time::sleep(Duration::from_micros(us)).await;
         }
         if let Some(Kind::Slicer { delay, .. }) = slicer {
             if off < n && delay > 0 {

@@ -16,7 +16,7 @@ pub struct Pipe {
 
 /// Pipe capacity asked for (the kernel rounds; unprivileged maximum is
 /// `/proc/sys/fs/pipe-max-size`, 1 MiB by default).
-const PIPE_SIZE: libc::c_int = 256 * 1024;
+const PIPE_SIZE: libc::c_int = 1024 * 1024;
 
 impl Pipe {
     /// Creates a pipe (O_NONBLOCK, O_CLOEXEC) and tries to enlarge it.
