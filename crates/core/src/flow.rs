@@ -808,7 +808,9 @@ impl Conn {
             self.ack_received(other, rel_ack);
         }
 
-        if len > 0 && !rst && !seq_underflow {
+        // Zeek hands payload to its reassembler only when it was captured
+        // whole: in snapped captures the peer's ACKs then reveal "gaps".
+        if len > 0 && !rst && !seq_underflow && seg.payload.len() >= len as usize {
             let rel_data = if syn { rel_seq + 1 } else { rel_seq };
             self.data_sent(me, rel_data, len as u64);
         }
@@ -1004,10 +1006,9 @@ impl Conn {
                 keep.push((s, e));
                 continue;
             }
-            if s > self.ep[me].reassem_end
-                && clean && self.ep[me].gap.hit() {
-                    self.add_history(is_orig, b'G');
-                }
+            if s > self.ep[me].reassem_end && clean && self.ep[me].gap.hit() {
+                self.add_history(is_orig, b'G');
+            }
             self.ep[me].reassem_end = self.ep[me].reassem_end.max(e);
         }
         self.ep[me].blocks = keep;
