@@ -17,6 +17,7 @@
 //! | 1 | the capture is truncated or corrupt: everything before the damage was reported, and the error names the byte offset |
 //! | 2 | bad usage, or the input cannot be opened or is not a capture |
 
+mod pipeline;
 pub mod render;
 pub mod summary;
 
@@ -80,6 +81,10 @@ pub struct Args {
     /// Human format: how many reset connections to detail.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Connection-tracking threads; 0 picks one per core (at most 4), 1
+    /// keeps everything on one thread (output in a fixed order).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// No progress bar and no statistics line on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -92,6 +97,9 @@ pub struct Options {
     pub idle_threshold: Option<f64>,
     /// Retire connections after this many seconds without packets.
     pub conn_timeout: f64,
+    /// Connection-tracking threads (1: everything on the calling thread, in
+    /// a deterministic order).
+    pub threads: usize,
 }
 
 impl Default for Options {
@@ -99,6 +107,7 @@ impl Default for Options {
         Options {
             idle_threshold: None,
             conn_timeout: 7500.0,
+            threads: 1,
         }
     }
 }
@@ -162,7 +171,32 @@ pub struct Analysis {
 
 /// Streams a capture through the core, handing each finished connection to `sink`.
 /// Returns the statistics and the read error, if the capture was damaged.
+///
+/// With `opts.threads > 1` the work is split: one thread reads and decodes
+/// packets, `threads` trackers each own the connections whose flow hash
+/// falls to them, and `sink` runs on the calling thread. Every connection
+/// is analysed exactly as with one thread; only the order in which
+/// connections from different trackers reach `sink` may vary.
 pub fn stream(
+    reader: CaptureReader,
+    opts: &Options,
+    sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    progress: impl FnMut(u64),
+) -> io::Result<(Stats, Option<String>)> {
+    if opts.threads <= 1 {
+        stream_serial(reader, opts, sink, progress)
+    } else {
+        pipeline::stream_parallel(reader, opts, sink, progress)
+    }
+}
+
+fn tracker_for(opts: &Options) -> Tracker {
+    Tracker::new(TrackerConfig {
+        idle_retire: (opts.conn_timeout * 1e9) as i64,
+    })
+}
+
+fn stream_serial(
     mut reader: CaptureReader,
     opts: &Options,
     mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
@@ -171,9 +205,7 @@ pub fn stream(
     let copts = classify::Options {
         idle_threshold: opts.idle_threshold,
     };
-    let mut tracker = Tracker::new(TrackerConfig {
-        idle_retire: (opts.conn_timeout * 1e9) as i64,
-    });
+    let mut tracker = tracker_for(opts);
     let mut stats = Stats::default();
     let mut error = None;
     let mut first = None;
@@ -304,9 +336,17 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.conn_timeout > 0.0, "--conn-timeout must be positive");
     let name = args.file.display().to_string();
     let reader = CaptureReader::open(&args.file).with_context(|| format!("cannot read {name}"))?;
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4),
+        n => n,
+    };
     let opts = Options {
         idle_threshold: args.idle_threshold,
         conn_timeout: args.conn_timeout,
+        threads,
     };
     let filter = Filter {
         hosts: args.host.clone(),

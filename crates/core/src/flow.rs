@@ -810,7 +810,7 @@ impl Conn {
 
         // Zeek hands payload to its reassembler only when it was captured
         // whole: in snapped captures the peer's ACKs then reveal "gaps".
-        if len > 0 && !rst && !seq_underflow && seg.payload.len() >= len as usize {
+        if len > 0 && !rst && !seq_underflow && seg.caplen >= len {
             let rel_data = if syn { rel_seq + 1 } else { rel_seq };
             self.data_sent(me, rel_data, len as u64);
         }
@@ -1058,7 +1058,8 @@ impl Conn {
 
     /// Records evidence for the classifier; called for every packet after
     /// Zeek's processing.
-    fn note(&mut self, ts: Timestamp, me: usize, seg: &Segment) {
+    /// `before` holds the Zeek states of (originator, responder) before this packet.
+    fn note(&mut self, ts: Timestamp, me: usize, seg: &Segment, before: [EpState; 2]) {
         let rst = seg.has(F::RST);
         let gap = if self.ep[ORIG].pkts + self.ep[RESP].pkts == 0 {
             0
@@ -1086,7 +1087,7 @@ impl Conn {
                     text,
                     prev: self.prev,
                     earlier_max_gap: self.max_gap_before_prev,
-                    states: [self.ep[ORIG].state, self.ep[RESP].state],
+                    states: before,
                     sender: self.ep[me].snapshot(),
                     peer: self.ep[1 - me].snapshot(),
                     after_from_sender: 0,
@@ -1352,10 +1353,16 @@ impl Tracker {
             self.map.get_mut(&key).expect("present")
         };
         let is_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
+        let before = [c.ep[ORIG].state, c.ep[RESP].state];
         c.process(ts, is_orig, seg);
         // Processing may have flipped the roles: look again.
-        let is_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
-        c.note(ts, if is_orig { ORIG } else { RESP }, seg);
+        let now_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
+        let before = if now_orig == is_orig {
+            before
+        } else {
+            [before[1], before[0]]
+        };
+        c.note(ts, if now_orig { ORIG } else { RESP }, seg, before);
 
         self.stats.peak_open = self.stats.peak_open.max(self.map.len());
         self.since_sweep += 1;
@@ -1464,6 +1471,7 @@ mod tests {
             window: 1000,
             payload_len: len,
             payload: &[],
+            caplen: len,
             ttl: 64,
             ip_id: Some(1),
             wscale: None,

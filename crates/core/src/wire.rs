@@ -115,8 +115,12 @@ pub struct Segment<'a> {
     /// TCP payload length from the IP header (what was on the wire, even if
     /// the capture's snap length cut it).
     pub payload_len: u32,
-    /// The captured part of the payload.
+    /// The captured part of the payload (may be empty in segments copied
+    /// across threads, see [`Segment::caplen`]).
     pub payload: &'a [u8],
+    /// How many payload bytes were captured (`payload_len` minus what the
+    /// snap length cut).
+    pub caplen: u32,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
     /// IPv4 identification; `None` for IPv6.
@@ -374,6 +378,7 @@ fn tcp(
         flags: fl,
         window: u16::from_be_bytes([b[14], b[15]]),
         payload_len: (wire_len - doff) as u32,
+        caplen: payload.len().min(wire_len - doff) as u32,
         payload,
         ttl,
         ip_id,
