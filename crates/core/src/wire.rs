@@ -34,6 +34,18 @@ pub mod linktype {
     pub const IPV6: u32 = 229;
     /// Linux cooked capture v2 (`tcpdump -i any`, libpcap 1.10+).
     pub const LINUX_SLL2: u32 = 276;
+    /// PPP (optional address/control bytes, then the protocol).
+    pub const PPP: u32 = 9;
+    /// PPP in HDLC-like framing.
+    pub const PPP_HDLC: u32 = 50;
+    /// Cisco HDLC.
+    pub const C_HDLC: u32 = 104;
+    /// Linux ARCNET (RFC 1051 and RFC 1201 encapsulations).
+    pub const ARCNET_LINUX: u32 = 129;
+    /// Juniper Ethernet (with Juniper's "MGC" pseudo-header).
+    pub const JUNIPER_ETHER: u32 = 178;
+    /// IP over InfiniBand (Linux pseudo-header).
+    pub const IPOIB: u32 = 242;
 }
 
 /// TCP flag bits.
@@ -187,7 +199,137 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
                 _ => Err(Skip::NotTcp),
             }
         }
+        linktype::PPP | linktype::PPP_HDLC => {
+            let b = if frame.starts_with(&[0xff, 0x03]) {
+                &frame[2..]
+            } else {
+                frame
+            };
+            // Protocol field: 1 byte when compressed (odd first byte), else 2.
+            let (proto, rest) = match b.first() {
+                Some(&p) if p & 1 == 1 => (p as u16, &b[1..]),
+                Some(_) => (
+                    be16(b, 0).ok_or(Skip::Malformed("PPP header truncated"))?,
+                    &b[2..],
+                ),
+                None => return Err(Skip::Malformed("PPP header truncated")),
+            };
+            match proto {
+                0x21 => ipv4(rest),
+                0x57 => ipv6(rest),
+                0x281 | 0x283 => mpls(rest, 0),
+                _ => Err(Skip::NotTcp),
+            }
+        }
+        linktype::C_HDLC => {
+            let proto = be16(frame, 2).ok_or(Skip::Malformed("Cisco HDLC header truncated"))?;
+            by_ethertype(proto, &frame[4..])
+        }
+        linktype::ARCNET_LINUX => {
+            // source, destination, 2-byte offset, protocol id; RFC 1201
+            // adds a split flag and a 2-byte sequence number.
+            match frame.get(4) {
+                Some(0xf0) => raw_ip(frame.get(5..).unwrap_or(&[])),
+                Some(0xd4) | Some(0xc4) => raw_ip(frame.get(8..).unwrap_or(&[])),
+                Some(_) => Err(Skip::NotTcp),
+                None => Err(Skip::Malformed("ARCNET header truncated")),
+            }
+        }
+        linktype::JUNIPER_ETHER => {
+            if !frame.starts_with(b"MGC") || frame.len() < 4 {
+                return Err(Skip::Malformed("Juniper header: no MGC magic"));
+            }
+            let mut off = 4;
+            if frame[3] & 0x80 != 0 {
+                let ext =
+                    be16(frame, 4).ok_or(Skip::Malformed("Juniper header truncated"))? as usize;
+                off += 2 + ext;
+            }
+            ethernet(
+                frame
+                    .get(off..)
+                    .ok_or(Skip::Malformed("Juniper header truncated"))?,
+            )
+        }
+        linktype::IPOIB => {
+            // 40 bytes of addresses, then the protocol type and 2 reserved bytes.
+            let proto = be16(frame, 40).ok_or(Skip::Malformed("IPoIB header truncated"))?;
+            by_ethertype(proto, frame.get(44..).unwrap_or(&[]))
+        }
         other => Err(Skip::UnsupportedLink(other)),
+    }
+}
+
+/// Tunnels opened inside each other, at most.
+const MAX_TUNNEL_DEPTH: u8 = 4;
+
+/// Decapsulates an IP payload that is itself a tunnel (IP-in-IP, GRE,
+/// VXLAN, Geneve) carrying TCP.
+fn tunnel(proto: u8, b: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
+    if depth >= MAX_TUNNEL_DEPTH {
+        return Err(Skip::NotTcp);
+    }
+    match proto {
+        4 => ipv4_at(b, depth + 1),
+        41 => ipv6_at(b, depth + 1),
+        47 => {
+            // GRE: flags (checksum, key, sequence) decide the header length.
+            let fl = be16(b, 0).ok_or(Skip::Malformed("GRE header truncated"))?;
+            let pt = be16(b, 2).ok_or(Skip::Malformed("GRE header truncated"))?;
+            let mut off = 4;
+            if fl & 0x8000 != 0 {
+                off += 4;
+            }
+            if fl & 0x2000 != 0 {
+                off += 4;
+            }
+            if fl & 0x1000 != 0 {
+                off += 4;
+            }
+            let rest = b
+                .get(off..)
+                .ok_or(Skip::Malformed("GRE header truncated"))?;
+            match pt {
+                0x6558 => ethernet_at(rest, depth + 1),
+                0x0800 => ipv4_at(rest, depth + 1),
+                0x86dd => ipv6_at(rest, depth + 1),
+                // WCCP redirect: a 4-byte header, then IPv4.
+                0x883e => ipv4_at(rest.get(4..).unwrap_or(&[]), depth + 1),
+                _ => Err(Skip::NotTcp),
+            }
+        }
+        17 => {
+            let dport = be16(b, 2).ok_or(Skip::NotTcp)?;
+            let udp = b.get(8..).unwrap_or(&[]);
+            match dport {
+                // VXLAN: 8-byte header, then Ethernet.
+                4789 | 8472 => ethernet_at(
+                    udp.get(8..)
+                        .ok_or(Skip::Malformed("VXLAN header truncated"))?,
+                    depth + 1,
+                ),
+                // Geneve: 8 bytes plus options, then the protocol type's payload.
+                6081 => {
+                    let optlen = (*udp
+                        .first()
+                        .ok_or(Skip::Malformed("Geneve header truncated"))?
+                        & 0x3f) as usize
+                        * 4;
+                    let pt = be16(udp, 2).ok_or(Skip::Malformed("Geneve header truncated"))?;
+                    let inner = udp
+                        .get(8 + optlen..)
+                        .ok_or(Skip::Malformed("Geneve header truncated"))?;
+                    match pt {
+                        0x6558 => ethernet_at(inner, depth + 1),
+                        0x0800 => ipv4_at(inner, depth + 1),
+                        0x86dd => ipv6_at(inner, depth + 1),
+                        _ => Err(Skip::NotTcp),
+                    }
+                }
+                _ => Err(Skip::NotTcp),
+            }
+        }
+        _ => Err(Skip::NotTcp),
     }
 }
 
@@ -207,6 +349,10 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 fn ethernet(frame: &[u8]) -> Result<Segment<'_>, Skip> {
+    ethernet_at(frame, 0)
+}
+
+fn ethernet_at(frame: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
     let mut off = 12;
     let mut et = be16(frame, off).ok_or(Skip::Malformed("Ethernet header truncated"))?;
     // 802.1Q (0x8100), 802.1ad (0x88a8) and the old QinQ value (0x9100):
@@ -217,15 +363,39 @@ fn ethernet(frame: &[u8]) -> Result<Segment<'_>, Skip> {
         tags += 1;
         et = be16(frame, off).ok_or(Skip::Malformed("VLAN tag truncated"))?;
     }
-    by_ethertype(et, &frame[off + 2..])
+    by_ethertype_at(et, &frame[off + 2..], depth)
 }
 
 fn by_ethertype(et: u16, rest: &[u8]) -> Result<Segment<'_>, Skip> {
+    by_ethertype_at(et, rest, 0)
+}
+
+fn by_ethertype_at(et: u16, rest: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
     match et {
-        0x0800 => ipv4(rest),
-        0x86dd => ipv6(rest),
+        0x0800 => ipv4_at(rest, depth),
+        0x86dd => ipv6_at(rest, depth),
+        0x8847 | 0x8848 => mpls(rest, depth),
         _ => Err(Skip::NotTcp),
     }
+}
+
+/// MPLS: pops labels up to the bottom of the stack, then IP by its version nibble.
+fn mpls(b: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
+    let mut off = 0;
+    for _ in 0..16 {
+        let l = b
+            .get(off..off + 4)
+            .ok_or(Skip::Malformed("MPLS label truncated"))?;
+        off += 4;
+        if l[2] & 1 == 1 {
+            return match b.get(off).map(|v| v >> 4) {
+                Some(4) => ipv4_at(&b[off..], depth + 1),
+                Some(6) => ipv6_at(&b[off..], depth + 1),
+                _ => Err(Skip::NotTcp),
+            };
+        }
+    }
+    Err(Skip::Malformed("MPLS: label stack too deep"))
 }
 
 fn raw_ip(b: &[u8]) -> Result<Segment<'_>, Skip> {
@@ -239,6 +409,10 @@ fn raw_ip(b: &[u8]) -> Result<Segment<'_>, Skip> {
 
 /// IPv4 (with options). `b` starts at the IP header.
 pub fn ipv4(b: &[u8]) -> Result<Segment<'_>, Skip> {
+    ipv4_at(b, 0)
+}
+
+fn ipv4_at(b: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
     if b.len() < 20 {
         return Err(Skip::Malformed("IPv4 header truncated"));
     }
@@ -260,7 +434,7 @@ pub fn ipv4(b: &[u8]) -> Result<Segment<'_>, Skip> {
         return Err(Skip::Fragment);
     }
     if b[9] != 6 {
-        return Err(Skip::NotTcp);
+        return tunnel(b[9], &b[ihl..b.len().min(total)], depth);
     }
     let src = Addr::v4([b[12], b[13], b[14], b[15]]);
     let dst = Addr::v4([b[16], b[17], b[18], b[19]]);
@@ -277,6 +451,10 @@ pub fn ipv4(b: &[u8]) -> Result<Segment<'_>, Skip> {
 
 /// IPv6 (with extension headers). `b` starts at the IPv6 header.
 pub fn ipv6(b: &[u8]) -> Result<Segment<'_>, Skip> {
+    ipv6_at(b, 0)
+}
+
+fn ipv6_at(b: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
     if b.len() < 40 {
         return Err(Skip::Malformed("IPv6 header truncated"));
     }
@@ -333,6 +511,10 @@ pub fn ipv6(b: &[u8]) -> Result<Segment<'_>, Skip> {
                 let len = *b.get(off + 1).ok_or(Skip::Malformed("IPv6 AH truncated"))?;
                 next = nh;
                 off += (len as usize + 2) * 4;
+            }
+            4 | 41 | 47 | 17 => {
+                let end = b.len().min(wire_end);
+                return tunnel(next, if off <= end { &b[off..end] } else { &[][..] }, depth);
             }
             _ => return Err(Skip::NotTcp),
         }
