@@ -551,7 +551,7 @@ impl CaptureReader {
             }
             let btype = rd32(h, 0, le);
             let blen = rd32(h, 4, le) as usize;
-            if blen < 12 || blen % 4 != 0 {
+            if blen < 12 || !blen.is_multiple_of(4) {
                 return Err(Error::Corrupt {
                     offset,
                     what: format!("block length {blen} is not a multiple of 4 of at least 12"),

@@ -22,7 +22,9 @@ fn pcap(le: bool, nanos: bool, linktype: u32, pkts: &[(u32, u32, &[u8])]) -> Vec
     f
 }
 
-fn read_all(bytes: Vec<u8>) -> (Vec<(i64, u32, Vec<u8>, u32)>, Option<String>) {
+type ReadAll = (Vec<(i64, u32, Vec<u8>, u32)>, Option<String>);
+
+fn read_all(bytes: Vec<u8>) -> ReadAll {
     let mut out = Vec::new();
     let mut r = match CaptureReader::from_reader(Box::new(io::Cursor::new(bytes))) {
         Ok(r) => r,
@@ -81,7 +83,7 @@ impl Ng {
     }
     fn block(&self, t: u32, body: &[u8]) -> Vec<u8> {
         let mut body = body.to_vec();
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         let len = 12 + body.len() as u32;
@@ -117,7 +119,7 @@ impl Ng {
         body.extend_from_slice(&self.w32(data.len() as u32));
         body.extend_from_slice(&self.w32(data.len() as u32));
         body.extend_from_slice(data);
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         // An option (opt_comment) after the data must be ignored.
