@@ -35,6 +35,15 @@ struct Batch {
     arena: Vec<u8>,
 }
 
+impl Batch {
+    fn with_capacity() -> Self {
+        Batch {
+            items: Vec::with_capacity(BATCH),
+            arena: Vec::new(),
+        }
+    }
+}
+
 /// A shard for a flow: symmetric in the two endpoints so both directions
 /// of a connection land on the same tracker.
 fn shard(seg: &Segment, n: usize) -> usize {
@@ -69,7 +78,13 @@ pub(crate) fn stream_parallel(
             workers.push(scope.spawn(move || -> TrackerStats {
                 let mut tracker = tracker_for(opts);
                 for batch in rx {
-                    for it in &batch.items {
+                    // Start loading the connection of a later packet while
+                    // this one is processed (see Tracker::prefetch).
+                    const AHEAD: usize = 6;
+                    for (k, it) in batch.items.iter().enumerate() {
+                        if let Some(next) = batch.items.get(k + AHEAD) {
+                            tracker.prefetch(&next.seg);
+                        }
                         let payload =
                             &batch.arena[it.pay.0 as usize..(it.pay.0 + it.pay.1) as usize];
                         let seg = Segment { payload, ..it.seg };
@@ -97,7 +112,7 @@ pub(crate) fn stream_parallel(
         let consumed_ref = &consumed;
         let read = scope.spawn(move || -> (Stats, Option<String>) {
             let mut stats = Stats::default();
-            let mut batches: Vec<Batch> = (0..n).map(|_| Batch::default()).collect();
+            let mut batches: Vec<Batch> = (0..n).map(|_| Batch::with_capacity()).collect();
             let mut error = None;
             let mut first = None;
             let mut last = None;
@@ -131,7 +146,7 @@ pub(crate) fn stream_parallel(
                                     pay,
                                 });
                                 if b.items.len() >= BATCH {
-                                    let full = std::mem::take(b);
+                                    let full = std::mem::replace(b, Batch::with_capacity());
                                     if txs[k].send(full).is_err() {
                                         break;
                                     }

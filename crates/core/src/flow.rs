@@ -451,7 +451,7 @@ impl Conn {
             start: ts,
             last_time: ts,
             last_pkt: ts,
-            history: String::new(),
+            history: String::with_capacity(16),
             hist_seen: 0,
             is_partial: false,
             first_packet_seen: 0,
@@ -1295,8 +1295,16 @@ pub struct TrackerStats {
 }
 
 /// Tracks every TCP connection of a packet stream, in capture time.
+///
+/// Connections live in a slab (`Vec<Conn>`) behind a small key-to-index
+/// map: the map stays dense enough for the cache, and [`Tracker::prefetch`]
+/// can ask the CPU to fetch a connection a few packets before it is needed.
+/// With many interleaved connections the cost per packet is dominated by
+/// memory latency, so this matters more than the instruction count.
 pub struct Tracker {
-    map: FxHashMap<Key, Conn>,
+    index: FxHashMap<Key, u32>,
+    slab: Vec<Conn>,
+    free: Vec<u32>,
     cfg: TrackerConfig,
     finished: Vec<Conn>,
     last_sweep: i64,
@@ -1309,7 +1317,9 @@ impl Tracker {
     /// A tracker with the given settings.
     pub fn new(cfg: TrackerConfig) -> Tracker {
         Tracker {
-            map: FxHashMap::default(),
+            index: FxHashMap::default(),
+            slab: Vec::new(),
+            free: Vec::new(),
             cfg,
             finished: Vec::new(),
             last_sweep: i64::MIN,
@@ -1320,7 +1330,37 @@ impl Tracker {
 
     /// Connections currently open (not yet retired).
     pub fn open(&self) -> usize {
-        self.map.len()
+        self.index.len()
+    }
+
+    /// Hints that `seg` will be processed soon: starts loading its
+    /// connection into the cache. Purely a performance hint.
+    #[inline]
+    pub fn prefetch(&self, seg: &Segment) {
+        if let Some(&i) = self.index.get(&Key::of(seg)) {
+            if let Some(c) = self.slab.get(i as usize) {
+                let p = c as *const Conn as *const u8;
+                #[cfg(target_arch = "x86_64")]
+                for line in (0..std::mem::size_of::<Conn>()).step_by(64) {
+                    // SAFETY: `p + line` stays inside the `Conn` borrowed
+                    // above; a prefetch only hints the cache and never
+                    // faults or changes memory.
+                    unsafe {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                            p.add(line) as *const i8,
+                        );
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = p;
+            }
+        }
+    }
+
+    fn retire(&mut self, i: u32) {
+        let old = std::mem::replace(&mut self.slab[i as usize], Conn::placeholder());
+        self.finished.push(old);
+        self.free.push(i);
     }
 
     /// Processes one segment captured at `ts`.
@@ -1328,30 +1368,38 @@ impl Tracker {
         self.stats.segments += 1;
         let key = Key::of(seg);
         let idle = self.cfg.idle_retire;
-        let mut start_new = true;
-        if let Some(c) = self.map.get_mut(&key) {
-            if c.expired(ts.0, idle) {
-                let old = self.map.remove(&key).expect("present");
-                self.finished.push(old);
-            } else if c.is_reuse(seg) {
-                let old = self.map.remove(&key).expect("present");
-                self.finished.push(old);
-                self.stats.reused += 1;
-            } else {
-                start_new = false;
+        let mut slot = self.index.get(&key).copied();
+        if let Some(i) = slot {
+            let c = &self.slab[i as usize];
+            let reuse = !c.expired(ts.0, idle) && c.is_reuse(seg);
+            if reuse || c.expired(ts.0, idle) {
+                self.stats.reused += reuse as u64;
+                self.index.remove(&key);
+                self.retire(i);
+                slot = None;
             }
         }
-        let c = if start_new {
-            let flip = want_flip(seg);
-            self.stats.connections += 1;
-            let c = self
-                .map
-                .entry(key)
-                .or_insert_with(|| Conn::new(ts, seg, flip));
-            c
-        } else {
-            self.map.get_mut(&key).expect("present")
+        let i = match slot {
+            Some(i) => i,
+            None => {
+                let flip = want_flip(seg);
+                self.stats.connections += 1;
+                let c = Conn::new(ts, seg, flip);
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.slab[i as usize] = c;
+                        i
+                    }
+                    None => {
+                        self.slab.push(c);
+                        (self.slab.len() - 1) as u32
+                    }
+                };
+                self.index.insert(key, i);
+                i
+            }
         };
+        let c = &mut self.slab[i as usize];
         let is_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
         let before = [c.ep[ORIG].state, c.ep[RESP].state];
         c.process(ts, is_orig, seg);
@@ -1364,11 +1412,11 @@ impl Tracker {
         };
         c.note(ts, if now_orig { ORIG } else { RESP }, seg, before);
 
-        self.stats.peak_open = self.stats.peak_open.max(self.map.len());
+        self.stats.peak_open = self.stats.peak_open.max(self.index.len());
         self.since_sweep += 1;
         // Sweep for expired connections at most once per second of capture
         // time, and only after enough packets that the sweep costs O(1) per packet.
-        if ts.0 >= self.last_sweep.saturating_add(SEC) && self.since_sweep >= self.map.len() / 2 {
+        if ts.0 >= self.last_sweep.saturating_add(SEC) && self.since_sweep >= self.index.len() / 2 {
             self.sweep(ts.0);
         }
     }
@@ -1377,15 +1425,24 @@ impl Tracker {
         self.last_sweep = now;
         self.since_sweep = 0;
         let idle = self.cfg.idle_retire;
+        let slab = &mut self.slab;
         let finished = &mut self.finished;
-        self.map.retain(|_, c| {
+        let free = &mut self.free;
+        self.index.retain(|_, i| {
+            let c = &mut slab[*i as usize];
             if c.expired(now, idle) {
                 finished.push(std::mem::replace(c, Conn::placeholder()));
+                free.push(*i);
                 false
             } else {
                 true
             }
         });
+        // Give memory back after a burst of connections has ended.
+        if self.index.is_empty() {
+            self.slab.clear();
+            self.free.clear();
+        }
     }
 
     /// Takes the connections retired so far.
@@ -1396,7 +1453,14 @@ impl Tracker {
     /// Ends the capture: retires every open connection, in order of start time.
     pub fn finish(&mut self) -> Vec<Conn> {
         let mut all: Vec<Conn> = self.finished.drain(..).collect();
-        let mut rest: Vec<Conn> = self.map.drain().map(|(_, c)| c).collect();
+        let slab = &mut self.slab;
+        let mut rest: Vec<Conn> = self
+            .index
+            .drain()
+            .map(|(_, i)| std::mem::replace(&mut slab[i as usize], Conn::placeholder()))
+            .collect();
+        self.slab.clear();
+        self.free.clear();
         rest.sort_by_key(|c| c.start);
         all.extend(rest);
         all
