@@ -114,8 +114,18 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     let me = r.pkt.side;
     let peer = 1 - me;
     let from = side_of(me);
-    let me_ip = c.ep[me].addr.to_ip();
-    let peer_ip = c.ep[peer].addr.to_ip();
+    // Endpoints are named by address; by address and port when both share
+    // one address (loopback, a host talking to itself).
+    let name = |i: usize| -> String {
+        let ip = c.ep[i].addr.to_ip();
+        if c.ep[0].addr == c.ep[1].addr {
+            std::net::SocketAddr::new(ip, c.ep[i].port).to_string()
+        } else {
+            ip.to_string()
+        }
+    };
+    let me_ip = name(me);
+    let peer_ip = name(peer);
     let mut ev: Vec<String> = Vec::new();
     let has_ack = r.pkt.flags & F::ACK != 0;
 
@@ -288,7 +298,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
         // 2. Middlebox.
         if sender == Sender::Middlebox {
             if let Some(i) = idle {
-                ev.push(i.sentence(&peer_ip.to_string()));
+                ev.push(i.sentence(&peer_ip));
                 break 'cause (Cause::IdleTimeout, 0.75);
             }
             ev.push(format!(
@@ -334,7 +344,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
 
         // 5. Idle.
         if let Some(i) = idle {
-            ev.push(i.sentence(&peer_ip.to_string()));
+            ev.push(i.sentence(&peer_ip));
             break 'cause (Cause::IdleTimeout, 0.8);
         }
         if let Some(t) = &r.text {
