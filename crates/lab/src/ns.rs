@@ -185,6 +185,10 @@ impl Topology {
             // Register before creating, so a failure half-way is cleaned too.
             registry().netns.push(ns.clone());
             run_cmd("ip", &["netns", "add", ns])?;
+            // No duplicate address detection on the lab's links: it would
+            // hold IPv6 traffic for a second after the links come up.
+            sysctl(ns, "net.ipv6.conf.default.accept_dad", "0")?;
+            sysctl(ns, "net.ipv6.conf.all.accept_dad", "0")?;
         }
         let (c, r, s) = (t.cli.as_str(), t.rtr.as_str(), t.srv.as_str());
         let ip = |args: &[&str]| run_cmd("ip", args);
@@ -209,6 +213,22 @@ impl Topology {
         ip(&["-n", s, "-6", "route", "add", "default", "via", "fd00:5253:2::1"])?;
         sysctl(r, "net.ipv4.ip_forward", "1")?;
         sysctl(r, "net.ipv6.conf.all.forwarding", "1")?;
+        // The kernel's link watcher attaches the veths' queues (and sets
+        // them operationally up) up to a second after carrier; packets sent
+        // before are dropped. Wait for it, so no scenario starts with a loss.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for (ns, dev) in [(c, "eth0"), (r, "c"), (r, "s"), (s, "eth0")] {
+            loop {
+                let out = quiet(Command::new("ip").args(["-n", ns, "-o", "link", "show", "dev", dev]))?;
+                if String::from_utf8_lossy(&out.stdout).contains("state UP") {
+                    break;
+                }
+                if std::time::Instant::now() > until {
+                    bail!("{dev} in {ns} did not come up");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         Ok(t)
     }
 

@@ -44,8 +44,23 @@ impl Diagnosis {
 /// The verdict step: rstscope's analyzer on the client-side capture, for
 /// the connection `orig` → `resp`. The one place the lab calls the analyzer.
 pub fn diagnose(pcap: &Path, orig: SocketAddr, resp: SocketAddr) -> Result<Option<Diagnosis>> {
-    let _ = (pcap, orig, resp);
-    anyhow::bail!("the capture analyzer (rstscope analyze) is not available in this build yet")
+    // The analyzer's defaults, exactly as `rstscope analyze FILE` runs.
+    let a = rstscope_analyze::analyze_file(pcap, &rstscope_analyze::Options::default())?;
+    if let Some(e) = a.error {
+        anyhow::bail!("the analyzer stopped reading {}: {e}", pcap.display());
+    }
+    let conn = a
+        .connections
+        .iter()
+        .find(|c| c.orig == orig && c.resp == resp)
+        .or_else(|| a.connections.iter().find(|c| c.orig == resp && c.resp == orig));
+    Ok(conn.and_then(|c| c.reset.as_ref()).map(|r| Diagnosis {
+        from: r.event.from,
+        sender: r.event.sender,
+        cause: r.event.cause,
+        confidence: r.event.confidence,
+        evidence: r.event.evidence.clone(),
+    }))
 }
 
 /// The first RST of the connection seen on the wire.

@@ -145,12 +145,12 @@ pub fn catalog() -> Vec<Scenario> {
         },
         Scenario {
             name: "abortive_close",
-            summary: "the server sets SO_LINGER {1,0} and closes (IPv6)",
-            linux: "close() with SO_LINGER {1,0} sends RST|ACK instead of FIN and returns 0. The client's next recv() fails with ECONNRESET, the send() after it with EPIPE.",
+            summary: "the server answers, then sets SO_LINGER {1,0} and closes (IPv6)",
+            linux: "After answering the request, close() with SO_LINGER {1,0} sends RST|ACK instead of FIN and returns 0. The client's next recv() fails with ECONNRESET, the send() after it with EPIPE. Had the server closed this way without answering, the capture would look exactly like unread_data_close (only the kernel's reason, TCP_STATE vs TCP_ABORT_ON_CLOSE, tells them apart).",
             expected: v(Responder, Endpoint, AbortiveClose),
             real_sender: "server kernel (close with linger 0)",
-            expect_client: &["connect: ok", "send: ok", "recv: ECONNRESET", "send: EPIPE"],
-            expect_server: &["recv: 5 bytes", "setsockopt SO_LINGER {1,0}, close: ok"],
+            expect_client: &["connect: ok", "send: ok", "recv: 2 bytes", "recv: ECONNRESET", "send: EPIPE"],
+            expect_server: &["recv: 5 bytes", "send: ok", "setsockopt SO_LINGER {1,0}, close: ok"],
             loopback: true,
             ipv6: true,
             capture_server: false,
@@ -365,6 +365,8 @@ fn abortive_close(env: &Env) -> Result<Outcome> {
     send(&c, b"hello", &mut client);
     wait_unread(&s, 5)?;
     recv(&s, T, &mut server);
+    send(&s, b"ok", &mut server);
+    recv(&c, T, &mut client);
     s.set_linger(Some(Duration::ZERO))?;
     drop(s);
     server.push("setsockopt SO_LINGER {1,0}, close: ok");
