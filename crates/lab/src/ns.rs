@@ -68,8 +68,9 @@ fn quiet(cmd: &mut Command) -> std::io::Result<std::process::Output> {
 
 /// Runs a program, failing with its stderr.
 pub fn run_cmd(prog: &str, args: &[&str]) -> Result<()> {
-    let out = quiet(Command::new(prog).args(args))
-        .with_context(|| format!("cannot run `{prog}` (is it installed? scripts/setup installs it)"))?;
+    let out = quiet(Command::new(prog).args(args)).with_context(|| {
+        format!("cannot run `{prog}` (is it installed? scripts/setup installs it)")
+    })?;
     if !out.status.success() {
         bail!(
             "`{prog} {}` failed: {}",
@@ -89,7 +90,9 @@ pub fn run_cmd_input(prog: &str, args: &[&str], input: &str) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot run `{prog}` (is it installed? scripts/setup installs it)"))?;
+        .with_context(|| {
+            format!("cannot run `{prog}` (is it installed? scripts/setup installs it)")
+        })?;
     if let Some(mut i) = child.stdin.take() {
         i.write_all(input.as_bytes())?;
     }
@@ -192,8 +195,12 @@ impl Topology {
         }
         let (c, r, s) = (t.cli.as_str(), t.rtr.as_str(), t.srv.as_str());
         let ip = |args: &[&str]| run_cmd("ip", args);
-        ip(&["-n", r, "link", "add", "c", "type", "veth", "peer", "name", "eth0", "netns", c])?;
-        ip(&["-n", r, "link", "add", "s", "type", "veth", "peer", "name", "eth0", "netns", s])?;
+        ip(&[
+            "-n", r, "link", "add", "c", "type", "veth", "peer", "name", "eth0", "netns", c,
+        ])?;
+        ip(&[
+            "-n", r, "link", "add", "s", "type", "veth", "peer", "name", "eth0", "netns", s,
+        ])?;
         for (ns, dev, a4, a6) in [
             (c, "eth0", "198.18.1.2/24", "fd00:5253:1::2/64"),
             (r, "c", "198.18.1.1/24", "fd00:5253:1::1/64"),
@@ -208,9 +215,27 @@ impl Topology {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         ip(&["-n", c, "route", "add", "default", "via", "198.18.1.1"])?;
-        ip(&["-n", c, "-6", "route", "add", "default", "via", "fd00:5253:1::1"])?;
+        ip(&[
+            "-n",
+            c,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:5253:1::1",
+        ])?;
         ip(&["-n", s, "route", "add", "default", "via", "198.18.2.1"])?;
-        ip(&["-n", s, "-6", "route", "add", "default", "via", "fd00:5253:2::1"])?;
+        ip(&[
+            "-n",
+            s,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:5253:2::1",
+        ])?;
         sysctl(r, "net.ipv4.ip_forward", "1")?;
         sysctl(r, "net.ipv6.conf.all.forwarding", "1")?;
         // The kernel's link watcher attaches the veths' queues (and sets
@@ -219,7 +244,8 @@ impl Topology {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
         for (ns, dev) in [(c, "eth0"), (r, "c"), (r, "s"), (s, "eth0")] {
             loop {
-                let out = quiet(Command::new("ip").args(["-n", ns, "-o", "link", "show", "dev", dev]))?;
+                let out =
+                    quiet(Command::new("ip").args(["-n", ns, "-o", "link", "show", "dev", dev]))?;
                 if String::from_utf8_lossy(&out.stdout).contains("state UP") {
                     break;
                 }

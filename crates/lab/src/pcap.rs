@@ -107,7 +107,13 @@ impl Drop for Capture {
 fn open_packet_socket(ifname: &str) -> Result<OwnedFd> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2); the fd is owned right after.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto as i32) };
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto as i32,
+        )
+    };
     if raw < 0 {
         bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
     }
@@ -133,14 +139,32 @@ fn open_packet_socket(ifname: &str) -> Result<OwnedFd> {
         )
     };
     if rc != 0 {
-        bail!("bind AF_PACKET to {ifname}: {}", std::io::Error::last_os_error());
+        bail!(
+            "bind AF_PACKET to {ifname}: {}",
+            std::io::Error::last_os_error()
+        );
     }
     let one: libc::c_int = 1;
-    let tv = libc::timeval { tv_sec: 0, tv_usec: 20_000 };
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 20_000,
+    };
     // SAFETY: setsockopt with correctly sized option values.
     unsafe {
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one as *const _ as *const libc::c_void, 4);
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32);
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &one as *const _ as *const libc::c_void,
+            4,
+        );
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
     }
     Ok(fd)
 }
@@ -157,7 +181,10 @@ fn read_loop(fd: OwnedFd, stop: &AtomicBool) -> Vec<Frame> {
     let mut buf = vec![0u8; SNAPLEN as usize];
     let mut cbuf = [0u64; 16];
     while !stop.load(Ordering::Relaxed) {
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
         // SAFETY: zeroed msghdr, then pointed at live buffers of the right sizes.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = &mut iov;
@@ -175,14 +202,18 @@ fn read_loop(fd: OwnedFd, stop: &AtomicBool) -> Vec<Frame> {
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_TIMESTAMPNS {
-                    let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                    let t: libc::timespec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
                     ts = t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
         }
         let len = (n as usize).min(buf.len());
-        frames.push(Frame { ts_ns: ts, data: buf[..len].to_vec() });
+        frames.push(Frame {
+            ts_ns: ts,
+            data: buf[..len].to_vec(),
+        });
     }
     frames
 }
@@ -216,7 +247,12 @@ pub fn tcp_segment(frame: &[u8]) -> Option<Segment> {
             }
             let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)), *ip.get(8)?, ip.get(ihl..)?)
+            (
+                IpAddr::V4(Ipv4Addr::from(s)),
+                IpAddr::V4(Ipv4Addr::from(d)),
+                *ip.get(8)?,
+                ip.get(ihl..)?,
+            )
         }
         0x86dd => {
             if *ip.get(6)? != 6 {
@@ -224,7 +260,12 @@ pub fn tcp_segment(frame: &[u8]) -> Option<Segment> {
             }
             let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
             let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d)), *ip.get(7)?, ip.get(40..)?)
+            (
+                IpAddr::V6(Ipv6Addr::from(s)),
+                IpAddr::V6(Ipv6Addr::from(d)),
+                *ip.get(7)?,
+                ip.get(40..)?,
+            )
         }
         _ => return None,
     };
@@ -245,7 +286,9 @@ mod tests {
     fn frame_v4_rst() -> Vec<u8> {
         let mut f = vec![0u8; 14];
         f[12] = 0x08;
-        let mut ip = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 63, 6, 0, 0, 198, 18, 2, 2, 198, 18, 1, 2];
+        let mut ip = vec![
+            0x45, 0, 0, 40, 0, 0, 0, 0, 63, 6, 0, 0, 198, 18, 2, 2, 198, 18, 1, 2,
+        ];
         let mut tcp = vec![0u8; 20];
         tcp[0..2].copy_from_slice(&7001u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&40000u16.to_be_bytes());
@@ -259,14 +302,26 @@ mod tests {
     #[test]
     fn pcap_header_and_records_round_trip() {
         let frames = vec![
-            Frame { ts_ns: 1_700_000_000_123_456_789, data: frame_v4_rst() },
-            Frame { ts_ns: 1_700_000_001_000_000_001, data: vec![1, 2, 3] },
+            Frame {
+                ts_ns: 1_700_000_000_123_456_789,
+                data: frame_v4_rst(),
+            },
+            Frame {
+                ts_ns: 1_700_000_001_000_000_001,
+                data: vec![1, 2, 3],
+            },
         ];
         let mut out = Vec::new();
         write_pcap(&mut out, &frames).unwrap();
-        assert_eq!(u32::from_le_bytes(out[0..4].try_into().unwrap()), MAGIC_NANOS);
+        assert_eq!(
+            u32::from_le_bytes(out[0..4].try_into().unwrap()),
+            MAGIC_NANOS
+        );
         assert_eq!(u16::from_le_bytes(out[4..6].try_into().unwrap()), 2);
-        assert_eq!(u32::from_le_bytes(out[20..24].try_into().unwrap()), LINKTYPE_ETHERNET);
+        assert_eq!(
+            u32::from_le_bytes(out[20..24].try_into().unwrap()),
+            LINKTYPE_ETHERNET
+        );
         // Parse the records back.
         let mut off = 24;
         for f in &frames {

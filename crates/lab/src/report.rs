@@ -53,7 +53,11 @@ pub fn diagnose(pcap: &Path, orig: SocketAddr, resp: SocketAddr) -> Result<Optio
         .connections
         .iter()
         .find(|c| c.orig == orig && c.resp == resp)
-        .or_else(|| a.connections.iter().find(|c| c.orig == resp && c.resp == orig));
+        .or_else(|| {
+            a.connections
+                .iter()
+                .find(|c| c.orig == resp && c.resp == orig)
+        });
     Ok(conn.and_then(|c| c.reset.as_ref()).map(|r| Diagnosis {
         from: r.event.from,
         sender: r.event.sender,
@@ -140,7 +144,11 @@ impl Drop for TempDir {
 /// Runs the named scenarios (all when empty) and returns their results.
 /// `record` keeps captures and truth files; `privileged` selects the
 /// namespace lab (true) or the unprivileged loopback subset.
-pub fn run_scenarios(names: &[String], record: Option<&Path>, privileged: bool) -> Result<(Vec<ScenarioResult>, Vec<String>)> {
+pub fn run_scenarios(
+    names: &[String],
+    record: Option<&Path>,
+    privileged: bool,
+) -> Result<(Vec<ScenarioResult>, Vec<String>)> {
     let all = catalog();
     let mut skipped = Vec::new();
     let mut chosen: Vec<&Scenario> = Vec::new();
@@ -219,7 +227,11 @@ fn run_one(s: &Scenario, dir: &Path, privileged: bool) -> ScenarioResult {
     let res = if privileged {
         run_in_lab(s, dir)
     } else {
-        (s.run)(&Env { topo: None, ipv6: s.ipv6 }).map(|o| (o, Vec::new(), Vec::new()))
+        (s.run)(&Env {
+            topo: None,
+            ipv6: s.ipv6,
+        })
+        .map(|o| (o, Vec::new(), Vec::new()))
     };
     match res {
         Ok((o, caps, frames)) => {
@@ -233,13 +245,16 @@ fn run_one(s: &Scenario, dir: &Path, privileged: bool) -> ScenarioResult {
                 r.verdict_checked = true;
                 match caps.first().map(|c| diagnose(c, o.orig, o.resp)) {
                     Some(Ok(Some(d))) => r.verdict = Some(d),
-                    Some(Ok(None)) => r.error = Some("the analyzer reported no reset for this connection".into()),
+                    Some(Ok(None)) => {
+                        r.error = Some("the analyzer reported no reset for this connection".into())
+                    }
                     Some(Err(e)) => r.error = Some(format!("{e:#}")),
                     None => r.error = Some("no capture".into()),
                 }
             }
             r.pass = r.saw_as_documented
-                && (!r.verdict_checked || r.verdict.as_ref().is_some_and(|d| d.matches(&s.expected)));
+                && (!r.verdict_checked
+                    || r.verdict.as_ref().is_some_and(|d| d.matches(&s.expected)));
             if !r.saw_as_documented && r.error.is_none() {
                 r.error = Some(format!(
                     "Linux behaved differently than documented: expected client {:?}, server {:?}",
@@ -268,7 +283,10 @@ fn run_in_lab(s: &Scenario, dir: &Path) -> Result<LabRun> {
     } else {
         None
     };
-    let out = (s.run)(&Env { topo: Some(&topo), ipv6: s.ipv6 });
+    let out = (s.run)(&Env {
+        topo: Some(&topo),
+        ipv6: s.ipv6,
+    });
     let mut caps = vec![cap_c.path.clone()];
     let frames = cap_c.finish()?;
     if let Some(c) = cap_s {
@@ -304,7 +322,8 @@ fn write_truth(dir: &Path, s: &Scenario, r: &ScenarioResult) -> Result<()> {
         "pass": r.pass,
     });
     let p = dir.join("truth.json");
-    std::fs::write(&p, serde_json::to_string_pretty(&truth)? + "\n").with_context(|| format!("write {}", p.display()))
+    std::fs::write(&p, serde_json::to_string_pretty(&truth)? + "\n")
+        .with_context(|| format!("write {}", p.display()))
 }
 
 fn tail(saw: &Saw, n: usize) -> String {
@@ -312,14 +331,23 @@ fn tail(saw: &Saw, n: usize) -> String {
     if k == 0 {
         return "—".into();
     }
-    let mut s = if k > n { "… ".to_string() } else { String::new() };
+    let mut s = if k > n {
+        "… ".to_string()
+    } else {
+        String::new()
+    };
     s.push_str(&saw.0[k.saturating_sub(n)..].join(", "));
     s
 }
 
 fn rst_cell(r: &ScenarioResult) -> String {
     match &r.rst {
-        Some(x) => format!("{} ttl {} ({})", x.addr, x.ttl, short_sender(&x.real_sender)),
+        Some(x) => format!(
+            "{} ttl {} ({})",
+            x.addr,
+            x.ttl,
+            short_sender(&x.real_sender)
+        ),
         None if r.verdict_checked => "none seen".into(),
         None => "— (no capture)".into(),
     }
@@ -339,7 +367,15 @@ fn verdict_cell(r: &ScenarioResult) -> String {
 
 /// Renders the results as a text table.
 pub fn render_table(results: &[ScenarioResult]) -> String {
-    let head = ["scenario", "client saw", "server saw", "RST from (real sender)", "kernel reason", "rstscope verdict", ""];
+    let head = [
+        "scenario",
+        "client saw",
+        "server saw",
+        "RST from (real sender)",
+        "kernel reason",
+        "rstscope verdict",
+        "",
+    ];
     let rows: Vec<[String; 7]> = results
         .iter()
         .map(|r| {
@@ -423,6 +459,15 @@ pub fn run_cli(a: RunArgs) -> ExitCode {
              Running the scenarios that work on loopback, without capture and without checking verdicts."
         );
     }
+    let refused: Vec<&str> = if privileged {
+        Vec::new()
+    } else {
+        catalog()
+            .iter()
+            .filter(|s| !s.loopback && a.scenarios.iter().any(|n| n == s.name))
+            .map(|s| s.name)
+            .collect()
+    };
     let (results, skipped) = match run_scenarios(&a.scenarios, a.record.as_deref(), privileged) {
         Ok(x) => x,
         Err(e) => {
@@ -454,10 +499,156 @@ pub fn run_cli(a: RunArgs) -> ExitCode {
     }
     let total: u64 = results.iter().map(|r| r.duration_ms).sum();
     let passed = results.iter().filter(|r| r.pass).count();
-    eprintln!("{passed}/{} passed in {:.1} s", results.len(), total as f64 / 1000.0);
+    eprintln!(
+        "{passed}/{} passed in {:.1} s",
+        results.len(),
+        total as f64 / 1000.0
+    );
+    if !refused.is_empty() {
+        eprintln!(
+            "rstscope lab: refused {}: run as root (e.g. `sudo rstscope lab run {}`)",
+            refused.join(", "),
+            refused.join(" ")
+        );
+        return ExitCode::from(2);
+    }
     if results.iter().all(|r| r.pass) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstscope_core::Cause;
+
+    fn result(name: &str, pass: bool, verdict: Option<Diagnosis>) -> ScenarioResult {
+        ScenarioResult {
+            scenario: name.into(),
+            client_saw: Saw(vec![
+                "connect: ok".into(),
+                "send: ok".into(),
+                "recv: ECONNRESET".into(),
+                "send: EPIPE".into(),
+            ]),
+            server_saw: Saw(vec!["close with 5 bytes unread: ok".into()]),
+            orig: Some("198.18.1.2:40000".parse().unwrap()),
+            resp: Some("198.18.2.2:7001".parse().unwrap()),
+            rst: Some(RstSeen {
+                addr: "198.18.2.2:7001".parse().unwrap(),
+                ttl: 63,
+                real_sender: "server kernel (close)".into(),
+            }),
+            kernel_reason: None,
+            expected: Verdict {
+                from: Side::Responder,
+                sender: Sender::Endpoint,
+                cause: Cause::UnreadDataClose,
+            },
+            verdict_checked: verdict.is_some(),
+            verdict,
+            saw_as_documented: true,
+            pass,
+            linux: "text".into(),
+            captures: vec![],
+            duration_ms: 1,
+            error: None,
+        }
+    }
+
+    fn diag(cause: Cause) -> Diagnosis {
+        Diagnosis {
+            from: Some(Side::Responder),
+            sender: Sender::Endpoint,
+            cause,
+            confidence: 0.9,
+            evidence: vec![],
+        }
+    }
+
+    #[test]
+    fn table_aligns_columns_and_marks_pass_and_fail() {
+        let rs = vec![
+            result(
+                "unread_data_close",
+                true,
+                Some(diag(Cause::UnreadDataClose)),
+            ),
+            result("x", false, Some(diag(Cause::AbortiveClose))),
+            result("loop", true, None),
+        ];
+        let t = render_table(&rs);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[0].starts_with("scenario "));
+        // Every column starts at the same character offset in every row.
+        let col = |l: &str, needle: &str| {
+            l.chars().count() - l[l.find(needle).unwrap()..].chars().count()
+        };
+        assert_eq!(col(lines[1], "… send: ok"), col(lines[0], "client saw"));
+        assert_eq!(col(lines[2], "… send: ok"), col(lines[0], "client saw"));
+        assert_eq!(
+            col(lines[1], "198.18.2.2:7001 ttl 63 (server kernel)"),
+            col(lines[0], "RST from")
+        );
+        assert!(
+            lines[1].ends_with("responder endpoint unread_data_close  ✓"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].ends_with("responder endpoint abortive_close     ✗"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[3].contains("— (not checked)") && lines[3].ends_with('✓'));
+        // The last three calls only, with an ellipsis for the rest.
+        assert!(lines[1].contains("… send: ok, recv: ECONNRESET, send: EPIPE"));
+    }
+
+    #[test]
+    fn markdown_has_one_row_per_scenario_and_the_left_out_ones() {
+        let rs = vec![result(
+            "unread_data_close",
+            true,
+            Some(diag(Cause::UnreadDataClose)),
+        )];
+        let m = render_markdown(&rs);
+        assert!(m.starts_with("## What Linux really does\n"));
+        assert!(m.contains("| `unread_data_close` | connect: ok, send: ok, recv: ECONNRESET, send: EPIPE | close with 5 bytes unread: ok | 198.18.2.2:7001 ttl 63 (server kernel (close)) | responder endpoint unread_data_close | ✓ |"), "{m}");
+        assert!(m.contains("**`memory_pressure`**"));
+    }
+
+    #[test]
+    fn list_names_every_scenario_of_the_issue() {
+        let l = list();
+        for n in [
+            "refused",
+            "abortive_close",
+            "unread_data_close",
+            "server_crash",
+            "data_after_close",
+            "host_restart",
+            "firewall_reject",
+            "nat_idle_expiry",
+            "server_idle_timeout",
+            "keepalive_timeout",
+            "listen_overflow",
+            "handshake_abort",
+            "memory_pressure",
+        ] {
+            assert!(
+                l.lines().any(|x| x.starts_with(&format!("{n} "))),
+                "{n} missing from:\n{l}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_scenario_is_an_error_not_a_panic() {
+        let e = run_scenarios(&["nope".into()], None, false).unwrap_err();
+        assert!(e.to_string().contains("no scenario \"nope\""));
     }
 }

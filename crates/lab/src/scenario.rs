@@ -34,7 +34,8 @@ impl Env<'_> {
         self.topo.map(|t| t.srv.as_str())
     }
     fn topo(&self) -> Result<&Topology> {
-        self.topo.ok_or_else(|| anyhow::anyhow!("this scenario needs the lab's namespaces"))
+        self.topo
+            .ok_or_else(|| anyhow::anyhow!("this scenario needs the lab's namespaces"))
     }
     fn server_ip(&self) -> IpAddr {
         match (self.topo.is_some(), self.ipv6) {
@@ -112,7 +113,11 @@ pub struct Scenario {
 }
 
 const fn v(from: Side, sender: Sender, cause: Cause) -> Verdict {
-    Verdict { from, sender, cause }
+    Verdict {
+        from,
+        sender,
+        cause,
+    }
 }
 
 /// Scenarios of the issue that the lab leaves out, with the reason.
@@ -224,7 +229,7 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario {
             name: "nat_idle_expiry",
             summary: "the NAT router's conntrack entry expires while the connection is idle",
-            linux: "Linux conntrack (nf_conntrack_tcp_loose=1, the default) picks the flow up again mid-stream as a new entry. With a port-preserving masquerade nothing at all would happen; with `masquerade fully-random` (as carrier-grade NATs map ports) the client's next segment reaches the server from a new port, the server has no socket for it and answers RST, which the NAT translates back. The client's send() succeeds, recv() fails with ECONNRESET. The server's original socket stays ESTABLISHED.",
+            linux: "What follows depends on the NAT. With Linux defaults (nf_conntrack_tcp_loose=1) conntrack picks the flow up again mid-stream and masquerade keeps the same port when it is free: nothing at all happens. With strict tracking (loose=0, as here) the client's next segment after the 1 s entry expired is INVALID, is not translated and leaks to the server with the client's real address; the server has no socket for that address and answers with RST, which reaches the client. The client's send() succeeds, recv() fails with ECONNRESET. The server's own socket (mapped to the NAT address) stays ESTABLISHED and never learns anything. A firewall that drops INVALID packets would instead leave the client retransmitting until ETIMEDOUT.",
             expected: v(Responder, Endpoint, IdleTimeout),
             real_sender: "server kernel (no socket for the new NAT port)",
             expect_client: &["connect: ok", "send: ok", "recv: 2 bytes", "idle 2.5 s", "send: ok", "recv: ECONNRESET", "send: EPIPE"],
@@ -356,7 +361,13 @@ fn refused(env: &Env) -> Result<Outcome> {
     let r = c.connect(&SockAddr::from(to)).map(|_| 0);
     client.call("connect", &r, false);
     server.push("nothing: no socket listens on the port");
-    Ok(Outcome { client, server, orig, resp: to, keep: std::iter::once(c).chain(hold).collect() })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp: to,
+        keep: std::iter::once(c).chain(hold).collect(),
+    })
 }
 
 fn abortive_close(env: &Env) -> Result<Outcome> {
@@ -371,7 +382,13 @@ fn abortive_close(env: &Env) -> Result<Outcome> {
     drop(s);
     server.push("setsockopt SO_LINGER {1,0}, close: ok");
     after_reset(&c, &mut client);
-    Ok(Outcome { client, server, orig, resp, keep: vec![c] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c],
+    })
 }
 
 fn unread_data_close(env: &Env) -> Result<Outcome> {
@@ -383,7 +400,13 @@ fn unread_data_close(env: &Env) -> Result<Outcome> {
     drop(s);
     server.push(format!("close with {n} bytes unread: ok"));
     after_reset(&c, &mut client);
-    Ok(Outcome { client, server, orig, resp, keep: vec![c] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c],
+    })
 }
 
 fn server_crash(env: &Env) -> Result<Outcome> {
@@ -396,9 +419,17 @@ fn server_crash(env: &Env) -> Result<Outcome> {
     // kernel closes the socket when the process dies.
     let mut child = crate::ns::ChildGuard::hold_fd(std::os::fd::OwnedFd::from(s))?;
     child.kill()?;
-    server.push(format!("process holding the socket killed with SIGKILL, {n} bytes unread"));
+    server.push(format!(
+        "process holding the socket killed with SIGKILL, {n} bytes unread"
+    ));
     after_reset(&c, &mut client);
-    Ok(Outcome { client, server, orig, resp, keep: vec![c] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c],
+    })
 }
 
 fn data_after_close(env: &Env) -> Result<Outcome> {
@@ -413,7 +444,13 @@ fn data_after_close(env: &Env) -> Result<Outcome> {
     sock::wait(&c, libc::POLLRDHUP, T);
     send(&c, b"two", &mut client);
     after_reset(&c, &mut client);
-    Ok(Outcome { client, server, orig, resp, keep: vec![c] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c],
+    })
 }
 
 fn host_restart(env: &Env) -> Result<Outcome> {
@@ -435,7 +472,13 @@ fn host_restart(env: &Env) -> Result<Outcome> {
     env.nft(&t.srv, "delete table inet rsl_host")?;
     send(&c, b"two", &mut client);
     after_reset(&c, &mut client);
-    Ok(Outcome { client, server, orig, resp, keep: vec![c] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c],
+    })
 }
 
 fn firewall_reject(env: &Env) -> Result<Outcome> {
@@ -457,7 +500,13 @@ fn firewall_reject(env: &Env) -> Result<Outcome> {
     after_reset(&c, &mut client);
     recv(&s, Duration::from_millis(300), &mut server);
     server.push(format!("state: {}", sock::tcp_state(&s)));
-    Ok(Outcome { client, server, orig, resp, keep: vec![c, s] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c, s],
+    })
 }
 
 fn nat_idle_expiry(env: &Env) -> Result<Outcome> {
@@ -465,9 +514,16 @@ fn nat_idle_expiry(env: &Env) -> Result<Outcome> {
     let t = env.topo()?;
     env.nft(
         &t.rtr,
-        "table ip rsl_nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"s\" masquerade fully-random\n }\n}\n",
+        "table ip rsl_nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"s\" masquerade\n }\n}\n",
     )?;
-    crate::ns::sysctl(&t.rtr, "net.netfilter.nf_conntrack_tcp_timeout_established", "1")?;
+    crate::ns::sysctl(
+        &t.rtr,
+        "net.netfilter.nf_conntrack_tcp_timeout_established",
+        "1",
+    )?;
+    // Strict tracking: a mid-stream segment without an entry is INVALID
+    // instead of being picked up as a new flow.
+    crate::ns::sysctl(&t.rtr, "net.netfilter.nf_conntrack_tcp_loose", "0")?;
     let (c, s, orig, resp) = open_pair(env, &mut client)?;
     send(&c, b"one", &mut client);
     wait_unread(&s, 3)?;
@@ -479,7 +535,13 @@ fn nat_idle_expiry(env: &Env) -> Result<Outcome> {
     send(&c, b"two", &mut client);
     after_reset(&c, &mut client);
     server.push(format!("state: {}", sock::tcp_state(&s)));
-    Ok(Outcome { client, server, orig, resp, keep: vec![c, s] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c, s],
+    })
 }
 
 fn server_idle_timeout(env: &Env) -> Result<Outcome> {
@@ -498,7 +560,13 @@ fn server_idle_timeout(env: &Env) -> Result<Outcome> {
     drop(s);
     server.push("setsockopt SO_LINGER {1,0}, close: ok");
     after_reset(&c, &mut client);
-    Ok(Outcome { client, server, orig, resp, keep: vec![c] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c],
+    })
 }
 
 fn keepalive_timeout(env: &Env) -> Result<Outcome> {
@@ -535,7 +603,13 @@ fn keepalive_timeout(env: &Env) -> Result<Outcome> {
     send(&c, b"x", &mut client);
     wait_reset(&s);
     recv(&s, T, &mut server);
-    Ok(Outcome { client, server, orig, resp, keep: vec![c, s, l] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c, s, l],
+    })
 }
 
 fn wait_acked(s: &Socket) {
@@ -589,7 +663,13 @@ fn listen_overflow(env: &Env) -> Result<Outcome> {
     send(&c3, b"three", &mut client);
     after_reset(&c3, &mut client);
     server.push("listen(backlog 1), accept() never called: 2 connections queued");
-    Ok(Outcome { client, server, orig, resp, keep: vec![c1, c2, c3, l] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![c1, c2, c3, l],
+    })
 }
 
 fn handshake_abort(env: &Env) -> Result<Outcome> {
@@ -620,10 +700,19 @@ fn handshake_abort(env: &Env) -> Result<Outcome> {
     l.set_nonblocking(true)?;
     let r = l.accept().map(|_| 0);
     server.call("accept", &r, false);
-    Ok(Outcome { client, server, orig, resp, keep: vec![l] })
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp,
+        keep: vec![l],
+    })
 }
 
 /// Runs `f` in namespace `ns` (re-exported for tests).
-pub fn run_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub fn run_in<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     in_ns(Some(ns), f)
 }

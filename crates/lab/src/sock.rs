@@ -59,7 +59,11 @@ pub fn errno_name(e: &io::Error) -> String {
 /// A TCP socket of the family of `addr`, created in namespace `ns`.
 pub fn tcp_socket(ns: Option<&str>, addr: SocketAddr) -> Result<Socket> {
     crate::ns::in_ns(ns, move || {
-        Ok(Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?)
+        Ok(Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?)
     })
 }
 
@@ -83,7 +87,11 @@ pub fn accept(l: &Socket, timeout: Duration) -> Result<Socket> {
 /// Waits until `events` (poll(2) bits) are ready on `s`, or an error or
 /// hang-up is; returns whether anything happened within `timeout`.
 pub fn wait(s: &Socket, events: i16, timeout: Duration) -> bool {
-    let mut p = libc::pollfd { fd: s.as_raw_fd(), events, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events,
+        revents: 0,
+    };
     // SAFETY: poll(2) on one valid pollfd.
     let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) };
     n > 0
@@ -121,15 +129,36 @@ pub fn tcp_state(s: &Socket) -> String {
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: as above.
     let rc = unsafe {
-        libc::getsockopt(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, &mut info as *mut _ as *mut libc::c_void, &mut len)
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
     };
     if rc != 0 {
         return "unknown".into();
     }
     const NAMES: [&str; 12] = [
-        "?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+        "?",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
     ];
-    NAMES.get(info.tcpi_state as usize).copied().unwrap_or("?").to_string()
+    NAMES
+        .get(info.tcpi_state as usize)
+        .copied()
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// The socket's local address.
