@@ -62,6 +62,7 @@ pub fn run(args: Args) -> ExitCode {
     match args.cmd {
         LabCommand::List => {
             print!("{}", report::list());
+            eprintln!("[root]: needs root (namespaces, nftables, capture); the others also run unprivileged on loopback, without capture");
             ExitCode::SUCCESS
         }
         LabCommand::Run(a) => report::run_cli(a),

@@ -196,8 +196,11 @@ pub fn run_scenarios(
         let dir = base.join(s.name);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let r = run_one(s, &dir, privileged);
+        let mut r = r;
         if record.is_some() {
             write_truth(&dir, s, &r)?;
+        } else {
+            r.captures.clear(); // removed with the temporary directory
         }
         results.push(r);
     }
@@ -432,7 +435,7 @@ pub fn render_markdown(results: &[ScenarioResult]) -> String {
             r.client_saw.0.join(", "),
             r.server_saw.0.join(", "),
             match &r.rst {
-                Some(x) => format!("{} ttl {} ({})", x.addr, x.ttl, x.real_sender),
+                Some(x) => format!("{}, TTL {}: {}", x.addr, x.ttl, x.real_sender),
                 None => "—".into(),
             },
             verdict_cell(r),
@@ -617,7 +620,7 @@ mod tests {
         )];
         let m = render_markdown(&rs);
         assert!(m.starts_with("## What Linux really does\n"));
-        assert!(m.contains("| `unread_data_close` | connect: ok, send: ok, recv: ECONNRESET, send: EPIPE | close with 5 bytes unread: ok | 198.18.2.2:7001 ttl 63 (server kernel (close)) | responder endpoint unread_data_close | ✓ |"), "{m}");
+        assert!(m.contains("| `unread_data_close` | connect: ok, send: ok, recv: ECONNRESET, send: EPIPE | close with 5 bytes unread: ok | 198.18.2.2:7001, TTL 63: server kernel (close) | responder endpoint unread_data_close | ✓ |"), "{m}");
         assert!(m.contains("**`memory_pressure`**"));
     }
 
