@@ -480,6 +480,7 @@ pub fn run_cli(a: RunArgs) -> ExitCode {
     };
     let mut out = String::new();
     match a.format {
+        _ if results.is_empty() => {}
         Format::Table => out.push_str(&render_table(&results)),
         Format::Json => {
             for r in &results {
