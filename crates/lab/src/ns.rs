@@ -171,6 +171,8 @@ pub struct Topology {
     pub rtr: String,
     /// Server namespace name.
     pub srv: String,
+    /// The namespaces this process created (removed on Drop).
+    created: Vec<String>,
 }
 
 impl Topology {
@@ -179,15 +181,18 @@ impl Topology {
     pub fn create() -> Result<Topology> {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let base = format!("rsl-{}-{n}", std::process::id());
-        let t = Topology {
+        let mut t = Topology {
             cli: format!("{base}-cli"),
             rtr: format!("{base}-rtr"),
             srv: format!("{base}-srv"),
+            created: Vec::new(),
         };
-        for ns in [&t.cli, &t.rtr, &t.srv] {
-            // Register before creating, so a failure half-way is cleaned too.
+        for ns in [t.cli.clone(), t.rtr.clone(), t.srv.clone()] {
+            // Only what this process created is ever removed.
+            run_cmd("ip", &["netns", "add", &ns])?;
             registry().netns.push(ns.clone());
-            run_cmd("ip", &["netns", "add", ns])?;
+            t.created.push(ns.clone());
+            let ns = &ns;
             // No duplicate address detection on the lab's links: it would
             // hold IPv6 traffic for a second after the links come up.
             sysctl(ns, "net.ipv6.conf.default.accept_dad", "0")?;
@@ -266,9 +271,9 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        for ns in [&self.cli, &self.rtr, &self.srv] {
-            let _ = quiet(Command::new("ip").args(["netns", "del", ns]));
-            registry().netns.retain(|n| n != ns);
+        for ns in self.created.drain(..) {
+            let _ = quiet(Command::new("ip").args(["netns", "del", &ns]));
+            registry().netns.retain(|n| *n != ns);
         }
     }
 }
