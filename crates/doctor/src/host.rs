@@ -272,14 +272,20 @@ fn scan_processes(ns_ino: Option<u64>, want: &[u32]) -> (ProcScan, BTreeMap<u32,
             continue;
         };
         let base = format!("/proc/{pid}");
-        if let Some(ino) = ns_ino {
-            match fs::metadata(format!("{base}/ns/net")) {
-                Ok(m) if m.ino() == ino => {}
-                _ => continue,
-            }
+        // A process can hold sockets of a namespace it is not in (this
+        // very program does after setns on a thread), so owners are looked
+        // for everywhere; descriptor limits only for the namespace's own.
+        let in_ns = match ns_ino {
+            Some(ino) => fs::metadata(format!("{base}/ns/net")).is_ok_and(|m| m.ino() == ino),
+            None => true,
+        };
+        if !in_ns && want.is_empty() {
+            continue;
         }
         let Ok(fds) = fs::read_dir(format!("{base}/fd")) else {
-            scan.unreadable += 1;
+            if in_ns {
+                scan.unreadable += 1;
+            }
             continue;
         };
         let mut open = 0u64;
@@ -302,6 +308,9 @@ fn scan_processes(ns_ino: Option<u64>, want: &[u32]) -> (ProcScan, BTreeMap<u32,
                     }
                 }
             }
+        }
+        if !in_ns {
+            continue;
         }
         scan.scanned += 1;
         let limit = read_opt(&format!("{base}/limits")).and_then(|l| procfs::parse_nofile_soft(&l));

@@ -62,7 +62,9 @@ pub fn parse_counters(text: &str) -> Counters {
             .first()
             .is_some_and(|f| f.chars().next().is_some_and(|c| c.is_ascii_alphabetic()));
         match pending.take() {
-            Some((p, names)) if p == prefix && !is_header => {
+            // The line after a header with the same prefix is its value line,
+            // whatever it holds.
+            Some((p, names)) if p == prefix => {
                 if names.len() != fields.len() {
                     out.warnings.push(format!(
                         "{prefix}: {} names but {} values; using the first {}",
@@ -287,9 +289,11 @@ mod tests {
             let _ = parse_nofile_soft(g);
             let _ = comm_from_stat(g);
         }
-        let c = parse_counters("Tcp: A B\nTcp: 99999999999999999999 -5\n");
+        let c = parse_counters("Tcp: A B C\nTcp: 18446744073709551615 -5 99999999999999999999\n");
         assert_eq!(c.get("TcpA"), Some(i64::MAX));
         assert_eq!(c.get("TcpB"), Some(-5));
+        assert_eq!(c.get("TcpC"), None);
+        assert_eq!(c.warnings.len(), 1);
         let c = parse_counters("Tcp: A\nTcp: x\n");
         assert!(c.get("TcpA").is_none());
         assert_eq!(c.warnings.len(), 1);
