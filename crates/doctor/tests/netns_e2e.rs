@@ -14,7 +14,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn change(r: &Report, counter: &str) -> Option<(i64, Vec<Cause>)> {
-    r.changes.iter().find(|c| c.counter == counter).map(|c| (c.delta, c.causes.to_vec()))
+    r.changes
+        .iter()
+        .find(|c| c.counter == counter)
+        .map(|c| (c.delta, c.causes.to_vec()))
 }
 
 /// Connect to a closed port; close with unread data; overflow a listener
@@ -22,7 +25,10 @@ fn change(r: &Report, counter: &str) -> Option<(i64, Vec<Cause>)> {
 /// doctor sees its full accept queue, and a sender to release it.
 fn workload() -> (TcpListener, Vec<TcpStream>) {
     // 1. refused: nothing listens on this port (bind then drop).
-    let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+    let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let e = TcpStream::connect(closed).expect_err("connect to a closed port must fail");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
 
@@ -60,7 +66,11 @@ fn listener_with_backlog(backlog: i32) -> TcpListener {
         let mut sa: libc::sockaddr_in = std::mem::zeroed();
         sa.sin_family = libc::AF_INET as libc::sa_family_t;
         sa.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
-        let r = libc::bind(fd, &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32);
+        let r = libc::bind(
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
         assert_eq!(r, 0);
         assert_eq!(libc::listen(fd, backlog), 0);
         TcpListener::from_raw_fd(fd)
@@ -86,7 +96,8 @@ fn doctor_attributes_counter_changes_in_a_namespace() {
         let _ = done_rx.recv_timeout(Duration::from_secs(20));
         drop(kept);
     });
-    let report = rstscope_doctor::diagnose(Some(&ns.name), Some(Duration::from_secs(3))).expect("diagnose");
+    let report =
+        rstscope_doctor::diagnose(Some(&ns.name), Some(Duration::from_secs(3))).expect("diagnose");
     let _ = done_tx.send(());
     work.join().expect("workload thread");
 
@@ -94,25 +105,45 @@ fn doctor_attributes_counter_changes_in_a_namespace() {
     assert_eq!(report.netns.as_deref(), Some(ns.name.as_str()));
 
     // /proc/sys/net read after setns reflects the namespace, not the host.
-    let setting = |k: &str| report.settings.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    assert_eq!(setting("net.core.somaxconn").as_deref(), Some("77"), "{}", show());
-    assert_eq!(setting("net.ipv4.tcp_abort_on_overflow").as_deref(), Some("1"));
-    assert!(report.findings.iter().any(|f| f.title.contains("tcp_abort_on_overflow=1") && f.severity == Severity::Warning));
+    let setting = |k: &str| {
+        report
+            .settings
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        setting("net.core.somaxconn").as_deref(),
+        Some("77"),
+        "{}",
+        show()
+    );
+    assert_eq!(
+        setting("net.ipv4.tcp_abort_on_overflow").as_deref(),
+        Some("1")
+    );
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.title.contains("tcp_abort_on_overflow=1") && f.severity == Severity::Warning));
 
     // 1. connect to a closed port.
-    let (d, causes) = change(&report, "TcpAttemptFails").unwrap_or_else(|| panic!("no TcpAttemptFails change: {}", show()));
+    let (d, causes) = change(&report, "TcpAttemptFails")
+        .unwrap_or_else(|| panic!("no TcpAttemptFails change: {}", show()));
     assert!(d >= 1);
     assert_eq!(causes[0], Cause::Refused);
     let (d, _) = change(&report, "TcpOutRsts").expect("TcpOutRsts change");
     assert!(d >= 2, "refused + unread-data resets at least");
 
     // 2. close with unread data.
-    let (d, causes) = change(&report, "TcpExtTCPAbortOnClose").unwrap_or_else(|| panic!("no TCPAbortOnClose change: {}", show()));
+    let (d, causes) = change(&report, "TcpExtTCPAbortOnClose")
+        .unwrap_or_else(|| panic!("no TCPAbortOnClose change: {}", show()));
     assert!(d >= 1);
     assert_eq!(causes, vec![Cause::UnreadDataClose]);
 
     // 3. accept queue overflow.
-    let (d, causes) = change(&report, "TcpExtListenOverflows").unwrap_or_else(|| panic!("no ListenOverflows change: {}", show()));
+    let (d, causes) = change(&report, "TcpExtListenOverflows")
+        .unwrap_or_else(|| panic!("no ListenOverflows change: {}", show()));
     assert!(d >= 1);
     assert_eq!(causes, vec![Cause::ListenOverflow]);
     let f = report
@@ -124,15 +155,32 @@ fn doctor_attributes_counter_changes_in_a_namespace() {
     assert!(f.causes.contains(&Cause::ListenOverflow));
 
     // Live state: sock_diag in the namespace sees the full listener.
-    let full: Vec<SocketAddr> = report.live.listeners_filling.iter().map(|l| l.local).collect();
+    let full: Vec<SocketAddr> = report
+        .live
+        .listeners_filling
+        .iter()
+        .map(|l| l.local)
+        .collect();
     assert!(!full.is_empty(), "no full listener seen: {}", show());
-    assert!(report.findings.iter().any(|f| f.title.contains("accept queue") && f.causes == vec![Cause::ListenOverflow]));
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.title.contains("accept queue") && f.causes == vec![Cause::ListenOverflow]));
     // Root finds the owning process (this test).
-    let owner = report.live.listeners_filling[0].owner.clone().unwrap_or_default();
-    assert!(owner.starts_with(&format!("{}/", std::process::id())), "owner {owner:?}");
+    let owner = report.live.listeners_filling[0]
+        .owner
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        owner.starts_with(&format!("{}/", std::process::id())),
+        "owner {owner:?}"
+    );
 
     // Findings are ordered by severity.
-    assert!(report.findings.windows(2).all(|w| w[0].severity <= w[1].severity));
+    assert!(report
+        .findings
+        .windows(2)
+        .all(|w| w[0].severity <= w[1].severity));
 }
 
 #[test]

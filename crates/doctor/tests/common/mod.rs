@@ -16,7 +16,11 @@ impl Netns {
     /// Creates `rsd-<pid>-<tag>` with loopback up.
     pub fn new(tag: &str) -> Netns {
         let name = format!("rsd-{}-{tag}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("run ip").success();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip")
+            .success();
         assert!(ok, "ip netns add {name} failed");
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -25,14 +29,27 @@ impl Netns {
 
     /// `ip -n NAME ARGS`.
     pub fn ip(&self, args: &[&str]) {
-        let ok = Command::new("ip").arg("-n").arg(&self.name).args(args).status().expect("run ip").success();
+        let ok = Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .status()
+            .expect("run ip")
+            .success();
         assert!(ok, "ip -n {} {args:?} failed", self.name);
     }
 
     /// Sets a per-namespace sysctl inside the namespace only.
     pub fn sysctl(&self, key: &str, value: &str) {
         let ok = Command::new("ip")
-            .args(["netns", "exec", &self.name, "sysctl", "-qw", &format!("{key}={value}")])
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "sysctl",
+                "-qw",
+                &format!("{key}={value}"),
+            ])
             .status()
             .expect("run ip netns exec sysctl")
             .success();
@@ -40,7 +57,10 @@ impl Netns {
     }
 
     /// Runs `f` on a new thread that has joined this namespace.
-    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
@@ -55,7 +75,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -70,7 +92,10 @@ pub fn rstscope_bin(test: &str) -> Option<std::path::PathBuf> {
     if bin.is_file() {
         return Some(bin);
     }
-    let msg = format!("SKIPPED {test}: {} not built; run `cargo build -p rstscope` or `cargo test --workspace`", bin.display());
+    let msg = format!(
+        "SKIPPED {test}: {} not built; run `cargo build -p rstscope` or `cargo test --workspace`",
+        bin.display()
+    );
     if rstscope_testkit::in_ci() {
         panic!("{msg}");
     }
