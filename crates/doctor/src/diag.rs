@@ -86,23 +86,25 @@ fn dump(family: u8, out: &mut Vec<Listener>) -> io::Result<()> {
                 NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(e) => {
                     return Err(match e.code {
-                        Some(c) => io::Error::from_raw_os_error(-c.get()),
+                        Some(c) => {
+                            io::Error::from_raw_os_error(c.get().checked_neg().unwrap_or(libc::EIO))
+                        }
                         None => io::Error::other("sock_diag error"),
                     })
                 }
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    if out.len() < MAX_SOCKETS {
-                        out.push(Listener {
-                            local: IpSocketAddr::new(
-                                r.header.socket_id.source_address,
-                                r.header.socket_id.source_port,
-                            ),
-                            queue: r.header.recv_queue,
-                            backlog: r.header.send_queue,
-                            inode: r.header.inode,
-                            owner: None,
-                        });
-                    }
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r))
+                    if out.len() < MAX_SOCKETS =>
+                {
+                    out.push(Listener {
+                        local: IpSocketAddr::new(
+                            r.header.socket_id.source_address,
+                            r.header.socket_id.source_port,
+                        ),
+                        queue: r.header.recv_queue,
+                        backlog: r.header.send_queue,
+                        inode: r.header.inode,
+                        owner: None,
+                    });
                 }
                 _ => {}
             }

@@ -329,6 +329,6 @@ fn scan_processes(ns_ino: Option<u64>, want: &[u32]) -> (ProcScan, BTreeMap<u32,
         }
     }
     scan.busy
-        .sort_by(|a, b| (b.open * 1000 / b.limit.max(1)).cmp(&(a.open * 1000 / a.limit.max(1))));
+        .sort_by_key(|p| std::cmp::Reverse(p.open.saturating_mul(1000) / p.limit.max(1)));
     (scan, owners)
 }

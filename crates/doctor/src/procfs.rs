@@ -130,7 +130,7 @@ pub fn parse_sockstat(text: &str) -> Counters {
             continue;
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() % 2 != 0 {
+        if f.len() & 1 == 1 {
             out.warnings.push(format!(
                 "sockstat {proto}: odd number of fields; the last is ignored"
             ));
