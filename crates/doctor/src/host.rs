@@ -48,6 +48,16 @@ pub const SYSCTLS: &[&str] = &[
     "fs/file-max",
 ];
 
+/// Sysctls that are host-wide (no copy inside a network namespace on
+/// Linux 6.18): `tcp_mem` and `tcp_max_orphans` limit the whole host, as do
+/// the orphan count and TCP memory of `/proc/net/sockstat`.
+pub const GLOBAL_SYSCTLS: &[&str] = &[
+    "net/ipv4/tcp_mem",
+    "net/ipv4/tcp_max_orphans",
+    "fs/file-nr",
+    "fs/file-max",
+];
+
 /// The counter files at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -172,6 +182,12 @@ pub fn collect(netns: Option<&str>, interval: Option<Duration>) -> Result<RawHos
     let handle = std::thread::Builder::new()
         .name("rstscope-doctor".into())
         .spawn(move || -> Result<RawHost, Error> {
+            // Host-wide settings have no per-namespace copy under
+            // /proc/sys/net: read them before joining the namespace.
+            let global: BTreeMap<&str, String> = GLOBAL_SYSCTLS
+                .iter()
+                .filter_map(|k| Some((*k, read_opt(&format!("/proc/sys/{k}"))?)))
+                .collect();
             let mut ns_ino = None;
             if let (Some(p), Some(n)) = (&ns_path, &ns) {
                 enter_netns(p).map_err(|e| Error::Setns(n.clone(), e))?;
@@ -195,7 +211,8 @@ pub fn collect(netns: Option<&str>, interval: Option<Duration>) -> Result<RawHos
             raw.sockstat = read("/proc/thread-self/net/sockstat")?;
             raw.sockstat6 = read_opt("/proc/thread-self/net/sockstat6").unwrap_or_default();
             for s in SYSCTLS {
-                if let Some(v) = read_opt(&format!("/proc/sys/{s}")) {
+                let v = read_opt(&format!("/proc/sys/{s}")).or_else(|| global.get(s).cloned());
+                if let Some(v) = v {
                     raw.sysctls.insert(s.to_string(), v.trim().to_string());
                 }
             }

@@ -227,8 +227,18 @@ pub fn analyze(raw: &RawHost) -> Report {
     });
 
     if let Some(s) = secs {
+        let overflow_delta = changes
+            .iter()
+            .find(|c| c.counter == "TcpExtListenOverflows")
+            .map(|c| c.delta);
         for ch in &changes {
-            let ci = counters::info(ch.counter).expect("changes come from the table");
+            // ListenDrops includes ListenOverflows: no second finding for the same drops.
+            if ch.counter == "TcpExtListenDrops" && Some(ch.delta) == overflow_delta {
+                continue;
+            }
+            let Some(ci) = counters::info(ch.counter) else {
+                continue;
+            };
             let sev = match ci.weight {
                 Weight::Exhaustion => Severity::Critical,
                 Weight::Reset if ch.counter == "TcpOutRsts" || ch.counter == "TcpEstabResets" => {
@@ -635,6 +645,12 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "Live state:");
     let l = &r.live;
+    // Orphans and TCP memory are counted for the whole host, not per namespace.
+    let hostwide = if r.netns.is_some() {
+        " (host-wide)"
+    } else {
+        ""
+    };
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     let _ = writeln!(
         s,
@@ -646,18 +662,20 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "  orphans: {} of tcp_max_orphans {}",
+        "  orphans: {} of tcp_max_orphans {}{}",
         opt(l.orphans),
-        opt(l.max_orphans)
+        opt(l.max_orphans),
+        hostwide
     );
     let _ = writeln!(
         s,
-        "  TCP memory: {} pages (tcp_mem {})",
+        "  TCP memory: {} pages (tcp_mem {}){}",
         opt(l.tcp_mem_pages),
         l.tcp_mem_limits
             .as_ref()
             .map(|v| format!("{} {} {}", v[0], v[1], v[2]))
-            .unwrap_or_else(|| "?".into())
+            .unwrap_or_else(|| "?".into()),
+        hostwide
     );
     let _ = writeln!(
         s,

@@ -384,12 +384,12 @@ pub fn render(ex: &Explanation) -> String {
         }
     }
     let what = match ex.signal {
-        Signal::Rst => "the peer (or a device using its address) sent a TCP reset",
+        Signal::Rst => "the peer, or a device using its address, sent a TCP reset",
         Signal::Fin => "an orderly close (FIN), not a reset, is behind this message",
         Signal::Timeout => "nothing came back: a timer expired",
         Signal::Unknown => "the message does not say whether a reset or a FIN arrived",
     };
-    let _ = writeln!(s, "signal:     {} ({what})", ex.signal.id());
+    let _ = writeln!(s, "signal:     {}: {what}", ex.signal.id());
     let _ = writeln!(s, "\nWhat happened at the TCP level:\n  {}", ex.explanation);
     if !ex.causes.is_empty() {
         let _ = writeln!(s, "\nLikely causes:");
