@@ -122,6 +122,9 @@ fn doctor_attributes_counter_changes_in_a_namespace() {
         setting("net.ipv4.tcp_abort_on_overflow").as_deref(),
         Some("1")
     );
+    // Host-wide limits have no copy in the namespace: read from the host.
+    assert!(setting("net.ipv4.tcp_max_orphans").is_some());
+    assert!(report.live.tcp_mem_limits.is_some());
     assert!(report
         .findings
         .iter()
