@@ -109,6 +109,15 @@ pub struct Change {
     pub causes: &'static [Cause],
 }
 
+/// One sysctl as read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setting {
+    /// Dotted name, e.g. `net.ipv4.tcp_keepalive_time`.
+    pub name: String,
+    /// Value, whitespace normalised.
+    pub value: String,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -126,8 +135,8 @@ pub struct Report {
     pub changes: Vec<Change>,
     /// Every counter of the table.
     pub counters: Vec<CounterRow>,
-    /// The sysctls read (dotted names), absent ones omitted.
-    pub settings: Vec<(String, String)>,
+    /// The sysctls read, absent ones omitted.
+    pub settings: Vec<Setting>,
     /// Live state.
     pub live: Live,
     /// What is not checked, and why (e.g. what root would add).
@@ -542,11 +551,9 @@ pub fn analyze(raw: &RawHost) -> Report {
     let settings = crate::host::SYSCTLS
         .iter()
         .filter_map(|k| {
-            raw.sysctls.get(*k).map(|v| {
-                (
-                    k.replace('/', "."),
-                    v.split_whitespace().collect::<Vec<_>>().join(" "),
-                )
+            raw.sysctls.get(*k).map(|v| Setting {
+                name: k.replace('/', "."),
+                value: v.split_whitespace().collect::<Vec<_>>().join(" "),
             })
         })
         .collect();
@@ -700,8 +707,8 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(s);
     let _ = writeln!(s, "Settings:");
-    for (k, v) in &r.settings {
-        let _ = writeln!(s, "  {k} = {v}");
+    for st in &r.settings {
+        let _ = writeln!(s, "  {} = {}", st.name, st.value);
     }
     if !r.not_checked.is_empty() {
         let _ = writeln!(s);

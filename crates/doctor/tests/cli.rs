@@ -56,7 +56,7 @@ fn doctor_json_has_the_report_shape() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|s| s[0] == "net.ipv4.tcp_keepalive_time"));
+        .any(|s| s["name"] == "net.ipv4.tcp_keepalive_time" && s["value"].is_string()));
     // Human output starts with the report header and lists findings first.
     let out = run(Command::new(&bin).args(["doctor"]));
     let text = String::from_utf8_lossy(&out.stdout);

@@ -109,8 +109,8 @@ fn doctor_attributes_counter_changes_in_a_namespace() {
         report
             .settings
             .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
+            .find(|s| s.name == k)
+            .map(|s| s.value.clone())
     };
     assert_eq!(
         setting("net.core.somaxconn").as_deref(),
