@@ -2,6 +2,7 @@
 //! namespace, and `explain` (this crate's tests cover both commands of the
 //! README section they share).
 
+#[path = "doctor_common/mod.rs"]
 mod common;
 
 use common::{rstscope_bin, Netns};
