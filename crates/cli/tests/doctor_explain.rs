@@ -122,7 +122,7 @@ fn doctor_netns_interval_attributes_refused_connections() {
             "--netns",
             &ns.name,
             "--interval",
-            "2",
+            "3",
             "--format",
             "json",
         ])
@@ -132,7 +132,7 @@ fn doctor_netns_interval_attributes_refused_connections() {
         .expect("spawn doctor");
     let refused = ns
         .spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::thread::sleep(std::time::Duration::from_millis(1000));
             let mut n = 0;
             for _ in 0..5 {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -11,7 +11,7 @@ ns="rsd-demo-$$"
 ip netns add "$ns"
 trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
 ip -n "$ns" link set lo up
-ip netns exec "$ns" sysctl -qw net.ipv4.tcp_abort_on_overflow=1
+ip netns exec "$ns" sh -c 'echo 1 > /proc/sys/net/ipv4/tcp_abort_on_overflow'
 ip netns exec "$ns" python3 - <<'PY' &
 import socket, time
 time.sleep(1)

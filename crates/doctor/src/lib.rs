@@ -13,6 +13,8 @@
 //! Exit codes: 0 no critical or warning finding, 1 at least one warning,
 //! 3 at least one critical finding, 2 usage or read error.
 
+#![warn(missing_docs)]
+
 pub mod counters;
 pub mod diag;
 pub mod host;

@@ -572,14 +572,17 @@ pub fn analyze(raw: &RawHost) -> Report {
     }
 }
 
-/// The first next step of the first cause (from the shared cause table).
+/// The first next step of the first cause (from the shared cause table)
+/// that is not "run the doctor", which the reader is already doing.
 fn next_for(causes: &[Cause]) -> String {
     causes
         .first()
         .and_then(|c| {
-            c.info()
-                .next_steps
-                .first()
+            let steps = c.info().next_steps;
+            steps
+                .iter()
+                .find(|s| !s.contains("rstscope doctor"))
+                .or(steps.first())
                 .map(|s| format!("{}: {s}", c.id()))
         })
         .unwrap_or_else(|| "capture and run `rstscope analyze`".into())

@@ -90,14 +90,14 @@ fn doctor_attributes_counter_changes_in_a_namespace() {
     // before the interval does.
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let work = ns.spawn(move || {
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(1000));
         let kept = workload();
         // Keep the full listener open until the doctor has looked.
         let _ = done_rx.recv_timeout(Duration::from_secs(20));
         drop(kept);
     });
     let report =
-        rstscope_doctor::diagnose(Some(&ns.name), Some(Duration::from_secs(3))).expect("diagnose");
+        rstscope_doctor::diagnose(Some(&ns.name), Some(Duration::from_secs(4))).expect("diagnose");
     let _ = done_tx.send(());
     work.join().expect("workload thread");
 

@@ -9,6 +9,8 @@
 //! Exit codes of the command: 0 recognised, 1 not recognised, 2 usage or
 //! input error.
 
+#![warn(missing_docs)]
+
 pub mod table;
 
 use rstscope_core::Cause;

@@ -584,4 +584,14 @@ pub static RULES: &[Rule] = &[
         tcp: "The reader got end-of-stream (the peer's FIN) in the middle of a message: an orderly TCP close at the wrong moment, not a reset.",
         next: NEXT_FIN,
     },
+    Rule {
+        id: "go.eof",
+        source: "Go net/http url.Error wrapping io.EOF (`Get \"URL\": EOF`)",
+        when: &[Seq(&["\": eof"])],
+        errno: None,
+        signal: Signal::Fin,
+        causes: &[DataAfterClose, IdleTimeout],
+        tcp: "Go's HTTP client read end-of-file where a response should start: the server closed the connection (FIN), typically a pooled keep-alive connection it had just timed out.",
+        next: NEXT_FIN,
+    },
 ];

@@ -27,6 +27,7 @@ const CASES: &[(&str, &str, &str, Option<&str>, Signal)] = &[
     ("unexpected EOF", "Go io.ErrUnexpectedEOF = errors.New(\"unexpected EOF\")", "generic.unexpected_eof", None, Fin),
     ("Get \"http://127.0.0.1:8080/\": http: server closed idle connection", "Go net/http transport.go errServerClosedIdle", "go.server_closed_idle", None, Fin),
     ("read tcp 10.0.0.2:52814->10.0.0.1:80: i/o timeout", "Go internal/poll ErrDeadlineExceeded \"i/o timeout\"", "go.io_timeout", Some("ETIMEDOUT"), Timeout),
+    ("Post \"http://localhost:9411/api/v2/spans\": EOF", "Go net/http url.Error{Op, URL, Err: io.EOF} (Error() = Op + \" \" + quoted URL + \": \" + err)", "go.eof", None, Fin),
     ("dial tcp 10.0.0.1:443: connect: connection timed out", "Go net.OpError + syscall ETIMEDOUT", "generic.timed_out", Some("ETIMEDOUT"), Timeout),
     // ---- Python (CPython, requests/urllib3)
     ("ConnectionResetError: [Errno 104] Connection reset by peer", "CPython Objects/exceptions.c errno -> ConnectionResetError, strerror", "generic.connection_reset", Some("ECONNRESET"), Rst),
