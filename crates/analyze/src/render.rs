@@ -360,7 +360,7 @@ impl HumanReport {
                 "    {}: RST from the {} ({}), sent by {}, confidence {:.2}",
                 e.cause,
                 e.from.map(|f| f.id()).unwrap_or("unknown side"),
-                e.src.ip(),
+                e.src,
                 match e.sender {
                     Sender::Endpoint => "the endpoint itself",
                     Sender::Middlebox => "a middlebox",
