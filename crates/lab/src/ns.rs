@@ -195,6 +195,10 @@ impl Topology {
             let ns = &ns;
             // No duplicate address detection on the lab's links: it would
             // hold IPv6 traffic for a second after the links come up.
+            // Containers often disable IPv6 by default; the lab's own
+            // namespaces need it.
+            sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "0")?;
+            sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "0")?;
             sysctl(ns, "net.ipv6.conf.default.accept_dad", "0")?;
             sysctl(ns, "net.ipv6.conf.all.accept_dad", "0")?;
         }

@@ -230,11 +230,9 @@ fn run_one(s: &Scenario, dir: &Path, privileged: bool) -> ScenarioResult {
     let res = if privileged {
         run_in_lab(s, dir)
     } else {
-        (s.run)(&Env {
-            topo: None,
-            ipv6: s.ipv6,
-        })
-        .map(|o| (o, Vec::new(), Vec::new()))
+        // Hosts (and containers) without IPv6 on loopback run it over IPv4.
+        let ipv6 = s.ipv6 && ipv6_loopback();
+        (s.run)(&Env { topo: None, ipv6 }).map(|o| (o, Vec::new(), Vec::new()))
     };
     match res {
         Ok((o, caps, frames)) => {
@@ -274,6 +272,10 @@ fn run_one(s: &Scenario, dir: &Path, privileged: bool) -> ScenarioResult {
     }
     r.duration_ms = start.elapsed().as_millis() as u64;
     r
+}
+
+fn ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
 type LabRun = (Outcome, Vec<PathBuf>, Vec<Frame>);
