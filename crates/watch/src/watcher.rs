@@ -384,6 +384,8 @@ impl Watcher {
             self.drain_all(&mut out);
             let now = Instant::now();
             if !out.is_empty() || now >= deadline {
+                // Rings are per CPU: merge their records into time order.
+                out.sort_by_key(|e| e.ts);
                 return Ok(out);
             }
             let wait = (deadline - now).min(TICK);
@@ -481,20 +483,21 @@ impl Watcher {
         Timestamp((mono as i64).saturating_add(self.mono_to_real))
     }
 
-    fn comm(&mut self, pid: u32, tid: u32) -> Option<String> {
-        if let Some((c, at)) = self.comms.get(&tid) {
+    /// The process's command name (`/proc/PID/comm`; the thread may be
+    /// gone by the time the sample is read, the process usually is not).
+    fn comm(&mut self, pid: u32) -> Option<String> {
+        if let Some((c, at)) = self.comms.get(&pid) {
             if at.elapsed() < COMM_TTL {
                 return c.clone();
             }
         }
-        let c = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-            .or_else(|_| std::fs::read_to_string(format!("/proc/{pid}/comm")))
+        let c = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .ok()
             .map(|s| s.trim_end_matches('\n').to_string());
         if self.comms.len() > 4096 {
             self.comms.clear();
         }
-        self.comms.insert(tid, (c.clone(), Instant::now()));
+        self.comms.insert(pid, (c.clone(), Instant::now()));
         c
     }
 
@@ -542,7 +545,8 @@ impl Watcher {
             return;
         }
         e.pid = Some(pid);
-        e.comm = self.comm(pid, tid);
+        e.comm = self.comm(pid);
+        let _ = tid;
         e.evidence.push(format!("process: {how}"));
     }
 
