@@ -182,6 +182,8 @@ struct Owner {
 
 /// Received resets waiting for the state change that follows them.
 struct Pending {
+    /// Drains this record has waited through.
+    age: u8,
     rec: decode::ReceivedReset,
     pid: u32,
     tid: u32,
@@ -197,6 +199,8 @@ pub struct Watcher {
     cfg: WatchConfig,
     formats: Formats,
     rings: Vec<Ring>,
+    /// Per ring: received resets whose state change has not been read yet.
+    pending: Vec<Vec<Pending>>,
     _others: Vec<OwnedFd>,
     epoll: OwnedFd,
     lost: u64,
@@ -343,6 +347,7 @@ impl Watcher {
                 .and_then(|s| s.symbol_value("newstate", "TCP_SYN_SENT"))
                 .unwrap_or(2) as i32,
             formats,
+            pending: rings.iter().map(|_| Vec::new()).collect(),
             rings,
             _others: others,
             epoll,
@@ -412,8 +417,11 @@ impl Watcher {
 
     fn drain_all(&mut self, out: &mut Vec<ResetEvent>) {
         let mut rings = std::mem::take(&mut self.rings);
-        for ring in rings.iter_mut() {
-            let mut pending: Vec<Pending> = Vec::new();
+        for (ri, ring) in rings.iter_mut().enumerate() {
+            // The state change follows its reset in the same ring, but the
+            // kernel may not have written it when we drained: a received
+            // reset waits for one more drain before going out without state.
+            let mut pending = std::mem::take(&mut self.pending[ri]);
             let mut items: Vec<(u32, u32, u64, Result<Record, decode::DecodeError>)> = Vec::new();
             let mut lost = 0;
             let formats = &self.formats;
@@ -434,6 +442,7 @@ impl Watcher {
                         self.push(e, out);
                     }
                     Ok(Record::Received(r)) => pending.push(Pending {
+                        age: 0,
                         rec: r,
                         pid,
                         tid,
@@ -465,10 +474,17 @@ impl Watcher {
                     Err(_) => self.decode_errors += 1,
                 }
             }
-            for p in pending {
-                let e = self.received_event(p, None);
-                self.push(e, out);
+            let mut keep = Vec::new();
+            for mut p in pending {
+                if p.age >= 1 {
+                    let e = self.received_event(p, None);
+                    self.push(e, out);
+                } else {
+                    p.age += 1;
+                    keep.push(p);
+                }
             }
+            self.pending[ri] = keep;
         }
         self.rings = rings;
     }
