@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long)]
     pub quiet: bool,
     /// Ring buffer size per CPU, in KiB.
-    #[arg(long, value_name = "KIB", default_value_t = 2048)]
+    #[arg(long, value_name = "KIB", default_value_t = 8192)]
     pub ring_kb: usize,
 }
 

@@ -28,7 +28,7 @@ pub struct WatchConfig {
     /// Keep only this direction.
     pub direction: Option<Direction>,
     /// Ring buffer size per CPU in KiB (rounded up to a power-of-two
-    /// number of pages); 0 means the default (2048).
+    /// number of pages); 0 means the default (8192).
     pub ring_kib: usize,
     /// tracefs mount point; `None` means `/sys/kernel/tracing`, mounted if absent.
     pub tracefs: Option<PathBuf>,
