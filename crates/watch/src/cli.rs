@@ -150,24 +150,41 @@ pub fn human_line(e: &ResetEvent) -> String {
     )
 }
 
+/// The NDJSON record, fields in this order.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    ts: f64,
+    direction: Option<&'static str>,
+    local: String,
+    remote: String,
+    state: Option<&'a str>,
+    reason: Option<&'a str>,
+    cause: &'static str,
+    confidence: f64,
+    pid: Option<u32>,
+    comm: Option<&'a str>,
+    explanation: &'static str,
+    evidence: &'a [String],
+}
+
 /// One NDJSON object.
 pub fn json_line(e: &ResetEvent) -> String {
     let (local, remote) = local_remote(e);
-    serde_json::json!({
-        "ts": e.ts.as_secs_f64(),
-        "direction": e.direction.map(|d| d.id()),
-        "local": local.to_string(),
-        "remote": remote.to_string(),
-        "state": e.state,
-        "reason": e.reason,
-        "cause": e.cause.id(),
-        "confidence": e.confidence,
-        "pid": e.pid,
-        "comm": e.comm,
-        "explanation": e.cause.info().summary,
-        "evidence": e.evidence,
-    })
-    .to_string()
+    let j = JsonLine {
+        ts: e.ts.as_secs_f64(),
+        direction: e.direction.map(|d| d.id()),
+        local: local.to_string(),
+        remote: remote.to_string(),
+        state: e.state.as_deref(),
+        reason: e.reason.as_deref(),
+        cause: e.cause.id(),
+        confidence: (e.confidence as f64 * 100.0).round() / 100.0,
+        pid: e.pid,
+        comm: e.comm.as_deref(),
+        explanation: e.cause.info().summary,
+        evidence: &e.evidence,
+    };
+    serde_json::to_string(&j).unwrap_or_default()
 }
 
 /// Counts for the summary printed on exit.
@@ -187,6 +204,9 @@ fn top<K: std::fmt::Display>(m: &HashMap<K, u64>, n: usize) -> String {
         b.1.cmp(a.1)
             .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
     });
+    if v.is_empty() {
+        return "-".into();
+    }
     v.iter()
         .take(n)
         .map(|(k, c)| format!("{k}={c}"))
@@ -262,6 +282,9 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
             .serve(addr)
             .map_err(|m| WatchError::Io(m, std::io::Error::other("metrics")))?;
         eprintln!("rstscope watch: metrics on http://{bound}/metrics");
+    }
+    for n in w.notes() {
+        eprintln!("rstscope watch: note: {n}");
     }
     if !w.kernel_has_reason() {
         eprintln!(

@@ -20,7 +20,9 @@ pub struct ResetLabels {
     pub cause: String,
     /// Kernel reason name, `none` when the kernel gives none.
     pub reason: String,
-    /// Local port, or `other` once [`MAX_PORTS`] distinct ports were seen.
+    /// Local port; `ephemeral` for a received reset on a port of the
+    /// host's ephemeral range (a client socket); `other` once [`MAX_PORTS`]
+    /// distinct ports were seen.
     pub local_port: String,
 }
 
@@ -34,6 +36,7 @@ pub struct Metrics {
     lost: Counter,
     registry: Arc<Registry>,
     ports: HashSet<u16>,
+    ephemeral: (u16, u16),
 }
 
 impl Default for Metrics {
@@ -63,6 +66,13 @@ impl Metrics {
             lost,
             registry: Arc::new(registry),
             ports: HashSet::new(),
+            ephemeral: std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .ok()
+                .and_then(|s| {
+                    let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+                    Some((it.next()??, it.next()??))
+                })
+                .unwrap_or((32768, 60999)),
         }
     }
 
@@ -70,7 +80,11 @@ impl Metrics {
     pub fn observe(&mut self, e: &ResetEvent) {
         let (local, _) = crate::watcher::local_remote(e);
         let port = local.port();
-        let local_port = if self.ports.contains(&port) || self.ports.len() < MAX_PORTS {
+        let client_side = e.direction == Some(rstscope_core::Direction::Received)
+            && (self.ephemeral.0..=self.ephemeral.1).contains(&port);
+        let local_port = if client_side {
+            "ephemeral".to_string()
+        } else if self.ports.contains(&port) || self.ports.len() < MAX_PORTS {
             self.ports.insert(port);
             port.to_string()
         } else {
@@ -159,5 +173,12 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("rstscope_lost_samples_total 3"), "{t}");
+        // A client socket's ephemeral port is not a label value of its own.
+        let mut r = e.clone();
+        r.direction = Some(Direction::Received);
+        (r.src, r.dst) = (e.dst, e.src);
+        r.dst.set_port(m.ephemeral.0);
+        m.observe(&r);
+        assert!(m.encode().contains("local_port=\"ephemeral\"} 1"));
     }
 }

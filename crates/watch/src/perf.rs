@@ -120,8 +120,37 @@ pub struct Ring {
 unsafe impl Send for Ring {}
 
 impl Ring {
-    /// Maps a ring of `pages` data pages (a power of two) over `fd`.
+    /// Maps a ring of `pages` data pages (a power of two) over `fd`. When
+    /// the locked-memory limit refuses it (EPERM, non-root users), halves the
+    /// size down to `min_pages`. Returns the ring and its data pages.
+    pub fn new_shrinking(
+        fd: OwnedFd,
+        mut pages: usize,
+        min_pages: usize,
+        cpu: i32,
+    ) -> io::Result<(Ring, usize)> {
+        loop {
+            match Ring::map(&fd, pages) {
+                Ok((base, map_len)) => {
+                    return Ok((Ring::from_map(fd, base, map_len, pages, cpu), pages))
+                }
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EPERM) && pages / 2 >= min_pages.max(1) =>
+                {
+                    pages /= 2
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Maps a ring of exactly `pages` data pages.
     pub fn new(fd: OwnedFd, pages: usize, cpu: i32) -> io::Result<Ring> {
+        let (base, map_len) = Ring::map(&fd, pages)?;
+        Ok(Ring::from_map(fd, base, map_len, pages, cpu))
+    }
+
+    fn map(fd: &OwnedFd, pages: usize) -> io::Result<(*mut libc::c_void, usize)> {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let map_len = page * (pages + 1);
@@ -140,6 +169,18 @@ impl Ring {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        Ok((base, map_len))
+    }
+
+    fn from_map(
+        fd: OwnedFd,
+        base: *mut libc::c_void,
+        map_len: usize,
+        pages: usize,
+        cpu: i32,
+    ) -> Ring {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let meta = base as *const perf_event_mmap_page;
         // SAFETY: the first page is the metadata page; data_offset and
         // data_size are set by the kernel before mmap returns (kernel >= 4.1).
@@ -153,7 +194,7 @@ impl Ring {
             data_off = page;
             data_size = page * pages;
         }
-        Ok(Ring {
+        Ring {
             fd,
             base: base as *mut u8,
             map_len,
@@ -161,7 +202,7 @@ impl Ring {
             data_size,
             scratch: Vec::new(),
             cpu,
-        })
+        }
     }
 
     /// The descriptor (for epoll and `SET_OUTPUT`).

@@ -107,8 +107,23 @@ pub fn load_formats(tracefs: Option<&Path>) -> Result<Formats, WatchError> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_TRACEFS));
     let events = root.join("events");
-    if !events.exists() && tracefs.is_none() {
-        mount_tracefs(&root)?;
+    match std::fs::metadata(&events) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(WatchError::Permission(format!(
+                "cannot access {}: permission denied. rstscope watch needs root, or CAP_PERFMON \
+                 plus read access to tracefs: `sudo setcap cap_perfmon,cap_dac_read_search+ep \
+                 $(which rstscope)` (or mount tracefs with `-o mode=755`)",
+                events.display()
+            )))
+        }
+        Err(_) if tracefs.is_none() => mount_tracefs(&root)?,
+        Err(e) => {
+            return Err(WatchError::Tracefs(format!(
+                "no tracefs at {}: {e}",
+                root.display()
+            )))
+        }
     }
     let read = |rel: &str| -> Result<TraceFormat, WatchError> {
         let p = events.join(rel).join("format");
@@ -199,6 +214,7 @@ pub struct Watcher {
     cfg: WatchConfig,
     formats: Formats,
     rings: Vec<Ring>,
+    notes: Vec<String>,
     /// Per ring: received resets whose state change has not been read yet.
     pending: Vec<Vec<Pending>>,
     _others: Vec<OwnedFd>,
@@ -235,7 +251,9 @@ fn now_offset() -> i64 {
         };
         // SAFETY: ts is a valid out-pointer.
         unsafe { libc::clock_gettime(clk, &mut ts) };
-        ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+        #[allow(clippy::useless_conversion)] // time_t and c_long are 32-bit on some targets
+        let (s, ns) = (i64::from(ts.tv_sec), i64::from(ts.tv_nsec));
+        s * 1_000_000_000 + ns
     };
     get(libc::CLOCK_REALTIME) - get(libc::CLOCK_MONOTONIC)
 }
@@ -268,6 +286,7 @@ impl Watcher {
         let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
         let mut rings = Vec::new();
         let mut others = Vec::new();
+        let mut notes = Vec::new();
         let state_filter = formats.set_state.as_ref().map(|s| {
             let close = s.symbol_value("newstate", "TCP_CLOSE").unwrap_or(7);
             let syn = s.symbol_value("newstate", "TCP_SYN_SENT").unwrap_or(2);
@@ -289,7 +308,7 @@ impl Watcher {
                 Err(e) if e.raw_os_error() == Some(libc::ENODEV) => continue,
                 Err(e) => return Err(io_err(&what)(e)),
             };
-            let ring = Ring::new(fd, pages, cpu).map_err(|e| {
+            let (ring, got) = Ring::new_shrinking(fd, pages, 8, cpu).map_err(|e| {
                 WatchError::Io(
                     format!(
                         "mmap of a {} KiB ring on cpu {cpu} (lower --ring-kb, or raise \
@@ -299,6 +318,13 @@ impl Watcher {
                     e,
                 )
             })?;
+            if got < pages {
+                notes.push(format!(
+                    "cpu {cpu}: ring reduced to {} KiB by the locked-memory limit \
+                     (kernel.perf_event_mlock_kb / RLIMIT_MEMLOCK): bursts may lose samples",
+                    got * page / 1024
+                ));
+            }
             let rfd = perf::open_tracepoint(formats.receive.id, cpu, wakeup)
                 .map_err(io_err("perf_event_open(tcp:tcp_receive_reset)"))?;
             perf::set_output(&rfd, ring.fd()).map_err(io_err("PERF_EVENT_IOC_SET_OUTPUT"))?;
@@ -347,6 +373,7 @@ impl Watcher {
                 .and_then(|s| s.symbol_value("newstate", "TCP_SYN_SENT"))
                 .unwrap_or(2) as i32,
             formats,
+            notes,
             pending: rings.iter().map(|_| Vec::new()).collect(),
             rings,
             _others: others,
@@ -357,6 +384,12 @@ impl Watcher {
             owners: HashMap::new(),
             comms: HashMap::new(),
         })
+    }
+
+    /// Things the user should know about how the watcher runs (e.g. rings
+    /// smaller than asked for).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Records the kernel dropped because a ring was full, so far.

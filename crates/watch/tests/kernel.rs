@@ -386,4 +386,23 @@ fn filters_and_lost_counter() {
         && e.cause == Cause::Refused));
     assert_eq!(w.lost(), 0);
     assert_eq!(w.decode_errors(), 0);
+
+    // The same events, scraped over HTTP in Prometheus text format.
+    let mut m = rstscope_watch::metrics::Metrics::new();
+    for e in &evs {
+        m.observe(e);
+    }
+    let addr = m.serve("127.0.0.1:0").expect("serve");
+    let mut c = TcpStream::connect(addr).expect("connect to metrics");
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    c.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1."), "{body}");
+    assert!(
+        body.contains(
+            "rstscope_resets_total{direction=\"received\",cause=\"refused\",reason=\"none\",local_port=\"ephemeral\"} 3"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("rstscope_lost_samples_total 0"), "{body}");
 }
