@@ -226,6 +226,9 @@ pub struct Watcher {
     comms: HashMap<u32, (Option<String>, Instant)>,
     state_close: i32,
     state_syn_sent: i32,
+    state_listen: i32,
+    /// Listening sockets seen being created: skaddr → (pid, local address).
+    listeners: HashMap<u64, (u32, SocketAddr)>,
 }
 
 fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> WatchError + '_ {
@@ -292,9 +295,12 @@ impl Watcher {
             let syn = s.symbol_value("newstate", "TCP_SYN_SENT").unwrap_or(2);
             let listen = s.symbol_value("newstate", "TCP_LISTEN").unwrap_or(10);
             // SYN_SENT: connect() runs in the owner's context (who owns it);
+            // LISTEN: so does listen() (who serves a port);
             // -> CLOSE: the state a socket was in when a reset closed it.
+            // All three are rare next to data packets; ESTABLISHED and the
+            // FIN states, which every connection passes, are not recorded.
             let mut f =
-                format!("(newstate == {syn} || (newstate == {close} && oldstate != {listen}))");
+                format!("(newstate == {syn} || newstate == {listen} || newstate == {close})");
             if s.field("protocol").is_some() {
                 f.push_str(" && protocol == 6");
             }
@@ -372,6 +378,10 @@ impl Watcher {
             state_syn_sent: st
                 .and_then(|s| s.symbol_value("newstate", "TCP_SYN_SENT"))
                 .unwrap_or(2) as i32,
+            state_listen: st
+                .and_then(|s| s.symbol_value("newstate", "TCP_LISTEN"))
+                .unwrap_or(10) as i32,
+            listeners: HashMap::new(),
             formats,
             notes,
             pending: rings.iter().map(|_| Vec::new()).collect(),
@@ -450,6 +460,7 @@ impl Watcher {
 
     fn drain_all(&mut self, out: &mut Vec<ResetEvent>) {
         let mut rings = std::mem::take(&mut self.rings);
+        let mut closed_listeners = Vec::new();
         for (ri, ring) in rings.iter_mut().enumerate() {
             // The state change follows its reset in the same ring, but the
             // kernel may not have written it when we drained: a received
@@ -489,6 +500,16 @@ impl Watcher {
                                 self.push(e, out);
                             }
                             self.owners.remove(&s.skaddr);
+                            if s.old == self.state_listen {
+                                // Forgotten after this drain: resets read from
+                                // other CPUs' rings may predate the close.
+                                closed_listeners.push(s.skaddr);
+                            }
+                        } else if s.new == self.state_listen && !s.common.in_interrupt() {
+                            if self.listeners.len() >= OWNER_CAP {
+                                self.listeners.clear();
+                            }
+                            self.listeners.insert(s.skaddr, (pid, s.local));
                         } else if s.new == self.state_syn_sent && !s.common.in_interrupt() {
                             if self.owners.len() >= OWNER_CAP {
                                 self.owners.clear();
@@ -520,6 +541,9 @@ impl Watcher {
             self.pending[ri] = keep;
         }
         self.rings = rings;
+        for l in closed_listeners {
+            self.listeners.remove(&l);
+        }
     }
 
     fn push(&mut self, e: ResetEvent, out: &mut Vec<ResetEvent>) {
@@ -564,28 +588,46 @@ impl Watcher {
             .copied()
     }
 
+    /// The process that listens on `local`'s port, if exactly one was seen
+    /// calling listen() (a server's accepted sockets usually belong to it).
+    fn listener_owner(&self, local: SocketAddr) -> Option<u32> {
+        let mut pids = self.listeners.values().filter(|(_, l)| {
+            l.port() == local.port() && (l.ip().is_unspecified() || l.ip() == local.ip())
+        });
+        let first = pids.next()?.0;
+        pids.all(|(p, _)| *p == first).then_some(first)
+    }
+
     fn attribute(
         &mut self,
         e: &mut ResetEvent,
+        local: SocketAddr,
         process_ctx: Option<(u32, u32)>,
         cached: Option<Owner>,
     ) {
-        let (pid, tid, how) = if let Some((pid, tid)) = process_ctx {
+        let (pid, how) = if let Some((pid, _tid)) = process_ctx {
             (
                 pid,
-                tid,
-                "the task that ran the kernel path (process context)",
+                "the task that ran the kernel path (process context)".to_string(),
             )
         } else if let Some(o) = cached {
             (
                 o.pid,
-                o.tid,
-                "the task that called connect() on this socket",
+                "the task that called connect() on this socket".to_string(),
+            )
+        } else if let Some(pid) = self.listener_owner(local) {
+            (
+                pid,
+                format!(
+                    "the process listening on port {} (owner of the listener the \
+                     connection was accepted from; the socket itself was not seen)",
+                    local.port()
+                ),
             )
         } else {
             e.evidence.push(
                 "process unknown: the kernel handled this reset in interrupt context and the \
-                 socket's owner was not seen"
+                 socket's owner was not seen (connect() or listen() before watch started)"
                     .into(),
             );
             return;
@@ -595,7 +637,6 @@ impl Watcher {
         }
         e.pid = Some(pid);
         e.comm = self.comm(pid);
-        let _ = tid;
         e.evidence.push(format!("process: {how}"));
     }
 
@@ -615,7 +656,7 @@ impl Watcher {
             .then(|| self.cached_owner(s.skaddr, s.local, s.remote))
             .flatten();
         if has_socket {
-            self.attribute(&mut e, process_ctx, cached);
+            self.attribute(&mut e, s.local, process_ctx, cached);
         } else {
             e.evidence
                 .push("no process: no socket matched the segment".into());
@@ -646,7 +687,7 @@ impl Watcher {
         e.state = state;
         let process_ctx = (!r.common.in_interrupt()).then_some((p.pid, p.tid));
         let cached = self.cached_owner(r.skaddr, r.local, r.remote);
-        self.attribute(&mut e, process_ctx, cached);
+        self.attribute(&mut e, r.local, process_ctx, cached);
         e
     }
 }

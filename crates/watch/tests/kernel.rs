@@ -197,12 +197,13 @@ fn socket2_connect_bound(to: SocketAddr) -> Result<TcpStream, (std::io::Error, S
     }
 }
 
-/// Opens a connection inside the namespace: (client, accepted server side).
-fn pair(p: u16) -> (TcpStream, TcpStream) {
+/// Opens a connection inside the namespace: (client, accepted server
+/// side, listener). Keep the listener to keep serving the port.
+fn pair(p: u16) -> (TcpStream, TcpStream, TcpListener) {
     let l = TcpListener::bind(loopback(p)).expect("bind");
     let c = TcpStream::connect(loopback(p)).expect("connect");
     let (a, _) = l.accept().expect("accept");
-    (c, a)
+    (c, a, l)
 }
 
 #[test]
@@ -224,7 +225,7 @@ fn unread_data_close_and_linger0_close() {
         let p = port(k);
         let mut w = start(p).unwrap();
         let ((client, server), tid) = ns.run(thread, move || {
-            let (mut c, a) = pair(p);
+            let (mut c, a, _) = pair(p);
             let client = c.local_addr().unwrap();
             if linger {
                 let l = libc::linger {
@@ -279,7 +280,7 @@ fn data_after_close() {
     let p = port(3);
     let mut w = start(p).unwrap();
     let ((client, server), _) = ns.run("rsw-late", move || {
-        let (mut c, a) = pair(p);
+        let (mut c, a, _l) = pair(p);
         let client = c.local_addr().unwrap();
         let server = a.local_addr().unwrap();
         drop(a); // FIN, nothing unread
@@ -297,7 +298,13 @@ fn data_after_close() {
     assert_eq!(s.reason.as_deref(), Some("TCP_TIMEWAIT_SOCKET"));
     assert_eq!(s.state.as_deref(), Some("TCP_TIME_WAIT"));
     assert_eq!(s.cause, Cause::DataAfterClose);
-    assert_eq!(s.pid, None, "the owner had closed: unknown");
+    // The time-wait socket has no owner any more: the process is the one
+    // that listens on the port, and the evidence says so.
+    assert_eq!(s.pid, me());
+    assert!(
+        s.evidence.iter().any(|x| x.contains("listening on port")),
+        "{s:#?}"
+    );
     let r = one(&evs, Direction::Received);
     assert_eq!(r.state.as_deref(), Some("TCP_CLOSE_WAIT"));
     assert_eq!(r.cause, Cause::DataAfterClose);
@@ -317,7 +324,7 @@ fn keepalive_timeout() {
     let mut w = start(p).unwrap();
     let name = ns.0.clone();
     let ((client, server), _) = ns.run("rsw-keepalive", move || {
-        let (c, a) = pair(p);
+        let (c, a, _l) = pair(p);
         let fd = c.as_raw_fd();
         setsockopt_i32(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
         setsockopt_i32(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 1);
@@ -348,9 +355,7 @@ fn keepalive_timeout() {
         drop(a);
         (client, server)
     });
-    let evs = collect(&mut w, 10, 1, |e| {
-        e.direction == Some(Direction::Sent) && e.src == client
-    });
+    let evs = collect(&mut w, 10, 2, |e| e.src == client || e.dst == client);
     let s = one(&evs, Direction::Sent);
     assert_eq!((s.src, s.dst), (client, server));
     assert_eq!(s.reason.as_deref(), Some("TCP_KEEPALIVE_TIMEOUT"));
@@ -358,6 +363,12 @@ fn keepalive_timeout() {
     // Fired from the keepalive timer: the owner comes from connect().
     assert_eq!(s.pid, me());
     assert_eq!(s.comm.as_deref(), my_comm().as_deref());
+    // The server's accepted socket received it (in softirq): attributed to
+    // the process listening on the port.
+    let r = one(&evs, Direction::Received);
+    assert_eq!((r.src, r.dst), (client, server));
+    assert_eq!(r.state.as_deref(), Some("TCP_ESTABLISHED"));
+    assert_eq!(r.pid, me());
 }
 
 #[test]
