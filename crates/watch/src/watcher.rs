@@ -190,7 +190,6 @@ fn mount_tracefs(root: &Path) -> Result<(), WatchError> {
 #[derive(Clone, Copy, Debug)]
 struct Owner {
     pid: u32,
-    tid: u32,
     local: SocketAddr,
     remote: SocketAddr,
 }
@@ -518,7 +517,6 @@ impl Watcher {
                                 s.skaddr,
                                 Owner {
                                     pid,
-                                    tid,
                                     local: s.local,
                                     remote: s.remote,
                                 },
