@@ -80,7 +80,7 @@ pub(crate) fn stream_parallel(
                 for batch in rx {
                     // Start loading the connection of a later packet while
                     // this one is processed (see Tracker::prefetch).
-                    const AHEAD: usize = 6;
+                    const AHEAD: usize = 12;
                     for (k, it) in batch.items.iter().enumerate() {
                         if let Some(next) = batch.items.get(k + AHEAD) {
                             tracker.prefetch(&next.seg);

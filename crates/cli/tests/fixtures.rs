@@ -134,3 +134,44 @@ fn recorded_linux_resets_get_the_right_verdict() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Third-party captures in ../shared/corpora: a real injected RST and a load
+/// balancer's cause text in an RST payload.
+#[test]
+fn third_party_injected_rst_and_payload_text() {
+    let corp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora");
+    if !corp.exists() {
+        let msg = "SKIPPED third_party_injected_rst_and_payload_text: ../shared/corpora not found";
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
+        eprintln!("{msg}");
+        return;
+    }
+    let run = |f: &str| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_rstscope"))
+            .args([
+                "analyze",
+                "--format",
+                "json",
+                "-q",
+                corp.join(f).to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap()
+    };
+    let inj = run("zeek/traces/tcp_rst-inject-rae.pcap");
+    assert_eq!(inj["reset"]["sender"], "middlebox", "{inj}");
+    assert_eq!(inj["reset"]["cause"], "firewall_reject", "{inj}");
+    let ev = inj["reset"]["evidence"].to_string();
+    assert!(
+        ev.contains("TTL 46, but every other packet from 1.2.0.3 arrived with TTL 49"),
+        "{ev}"
+    );
+    assert!(ev.contains("still sent"), "{ev}");
+
+    let f5 = run("tcpdump-tests/tcp_rst_data.pcap");
+    assert!(
+        f5["reset"]["evidence"].to_string().contains("BIG-IP"),
+        "{f5}"
+    );
+}

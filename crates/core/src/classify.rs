@@ -249,11 +249,18 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             && rs == EpState::Inactive
         {
             ev.push(format!(
-                "{} answered the SYN from {} with RST{}",
-                me_ip,
+                "the SYN from {} was answered by RST{} in {}'s name",
                 peer_ip,
-                if has_ack { "|ACK" } else { "" }
+                if has_ack { "|ACK" } else { "" },
+                me_ip
             ));
+            if sender == Sender::Middlebox && r.after_genuine_from_sender > 0 {
+                // The real responder answered after all: the reset was injected.
+                ev.push(format!(
+                    "{me_ip} itself went on with the handshake: the RST was injected on the path"
+                ));
+                break 'cause (Cause::FirewallReject, 0.85);
+            }
             break 'cause (Cause::Refused, 0.95);
         }
         // Zeek marks both sides established at the SYN-ACK; the originator

@@ -1102,7 +1102,10 @@ impl Conn {
                 if seg.payload_len > 0 {
                     r.after_data_from_sender += 1;
                 }
-                if r.sender.ttl.fits(seg.ttl) {
+                // Genuine: it arrived like the sender's own earlier packets,
+                // or at least unlike the RST (the sender may have sent
+                // nothing before, e.g. an RST injected against a SYN).
+                if r.sender.ttl.fits(seg.ttl) || (r.sender.ttl.n == 0 && seg.ttl != r.ttl) {
                     r.after_genuine_from_sender += 1;
                 }
                 if r.after_first_gap.is_none() {
