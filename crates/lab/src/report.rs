@@ -232,16 +232,46 @@ fn run_one(s: &Scenario, dir: &Path, privileged: bool) -> ScenarioResult {
     } else {
         // Hosts (and containers) without IPv6 on loopback run it over IPv4.
         let ipv6 = s.ipv6 && ipv6_loopback();
-        (s.run)(&Env { topo: None, ipv6 }).map(|o| (o, Vec::new(), Vec::new()))
+        (s.run)(&Env { topo: None, ipv6 }).map(|o| (o, Vec::new(), Vec::new(), Vec::new()))
     };
     match res {
-        Ok((o, caps, frames)) => {
+        Ok((o, caps, frames, kernel)) => {
             r.saw_as_documented = o.client.0 == s.expect_client && o.server.0 == s.expect_server;
-            r.rst = first_rst(&frames, o.orig, o.resp).map(|(addr, ttl)| RstSeen {
+            let first = first_rst(&frames, o.orig, o.resp);
+            let rst_ts = first.map(|(_, _, ts)| ts).unwrap_or(0);
+            r.rst = first.map(|(addr, ttl, _)| RstSeen {
                 addr,
                 ttl,
                 real_sender: s.real_sender.into(),
             });
+            // The kernel's reason for the RST on the wire: a tcp_send_reset
+            // with the same source and destination. None when no kernel
+            // socket code sent it (a router's nft reject) or without tracefs.
+            if std::env::var_os("RSTSCOPE_LAB_DEBUG").is_some() {
+                for e in &kernel {
+                    eprintln!(
+                        "{}: kernel {} -> {} {:?} {:?} ts {}",
+                        s.name, e.src, e.dst, e.reason, e.state, e.ts
+                    );
+                }
+            }
+            if let Some(rst) = &r.rst {
+                let peer = if rst.addr == o.orig { o.resp } else { o.orig };
+                // Several resets may share the pair (host_restart's first one
+                // was dropped on the way): take the one closest in time. A
+                // reset sent on behalf of a listener carries the listener's
+                // unspecified peer.
+                let rst_ts = rst_ts as i64;
+                r.kernel_reason = kernel
+                    .iter()
+                    .filter(|e| e.src == rst.addr && (e.dst == peer || e.dst.ip().is_unspecified()))
+                    .min_by_key(|e| (e.dst != peer, (e.ts.0 - rst_ts).unsigned_abs()))
+                    .map(|e| {
+                        e.reason
+                            .clone()
+                            .unwrap_or_else(|| "(no reason on this kernel)".into())
+                    });
+            }
             if privileged {
                 r.verdict_checked = true;
                 match caps.first().map(|c| diagnose(c, o.orig, o.resp)) {
@@ -278,9 +308,51 @@ fn ipv6_loopback() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
-type LabRun = (Outcome, Vec<PathBuf>, Vec<Frame>);
+type LabRun = (
+    Outcome,
+    Vec<PathBuf>,
+    Vec<Frame>,
+    Vec<rstscope_core::ResetEvent>,
+);
+
+/// The kernel's own reset events (tcp_send_reset) while one scenario runs,
+/// through `rstscope watch`'s library. Tracepoints are host-wide, so events
+/// are kept only for the lab's addresses and matched by exact address pair.
+struct KernelWatch(Option<rstscope_watch::Watcher>);
+
+impl KernelWatch {
+    fn start() -> KernelWatch {
+        let cfg = rstscope_watch::WatchConfig {
+            hosts: vec![ns::CLIENT.v4, ns::CLIENT.v6, ns::SERVER.v4, ns::SERVER.v6],
+            direction: Some(rstscope_core::Direction::Sent),
+            ring_kib: 256,
+            ..Default::default()
+        };
+        match rstscope_watch::Watcher::start(&cfg) {
+            Ok(w) => KernelWatch(Some(w)),
+            Err(e) => {
+                static NOTE: std::sync::Once = std::sync::Once::new();
+                NOTE.call_once(|| eprintln!("rstscope lab: no kernel reasons ({e})"));
+                KernelWatch(None)
+            }
+        }
+    }
+    fn drain(&mut self) -> Vec<rstscope_core::ResetEvent> {
+        let mut all = Vec::new();
+        if let Some(w) = &mut self.0 {
+            while let Ok(ev) = w.poll(std::time::Duration::from_millis(30)) {
+                if ev.is_empty() || all.len() > 10_000 {
+                    break;
+                }
+                all.extend(ev);
+            }
+        }
+        all
+    }
+}
 
 fn run_in_lab(s: &Scenario, dir: &Path) -> Result<LabRun> {
+    let mut kw = KernelWatch::start();
     let topo = Topology::create()?;
     let cap_c = Capture::start(&topo.cli, "eth0", &dir.join("client.pcap"))?;
     let cap_s = if s.capture_server {
@@ -299,15 +371,21 @@ fn run_in_lab(s: &Scenario, dir: &Path) -> Result<LabRun> {
         c.finish()?;
     }
     drop(topo);
-    Ok((out?, caps, frames))
+    let kernel = kw.drain();
+    Ok((out?, caps, frames, kernel))
 }
 
-/// The first RST between `orig` and `resp` in the frames: its source and TTL.
-pub fn first_rst(frames: &[Frame], orig: SocketAddr, resp: SocketAddr) -> Option<(SocketAddr, u8)> {
+/// The first RST between `orig` and `resp` in the frames: its source, TTL
+/// and capture time (ns since the epoch).
+pub fn first_rst(
+    frames: &[Frame],
+    orig: SocketAddr,
+    resp: SocketAddr,
+) -> Option<(SocketAddr, u8, u64)> {
     frames.iter().find_map(|f| {
         let seg = pcap::tcp_segment(&f.data)?;
         let ours = (seg.src == orig && seg.dst == resp) || (seg.src == resp && seg.dst == orig);
-        (ours && seg.flags & pcap::RST != 0).then_some((seg.src, seg.ttl))
+        (ours && seg.flags & pcap::RST != 0).then_some((seg.src, seg.ttl, f.ts_ns))
     })
 }
 
@@ -321,6 +399,7 @@ fn write_truth(dir: &Path, s: &Scenario, r: &ScenarioResult) -> Result<()> {
         "client_saw": r.client_saw,
         "server_saw": r.server_saw,
         "rst_on_wire": r.rst,
+        "kernel_reason": r.kernel_reason,
         "linux": s.linux,
         "captures": r.captures.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>(),
         "verdict": r.verdict,

@@ -190,9 +190,9 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario {
             name: "data_after_close",
             summary: "the server reads once and closes; the client writes again, then reads",
-            linux: "The article's example does NOT get ECONNRESET on Linux. The server's close() sends FIN; the client's second send() succeeds; the closed server answers that data with RST (no ACK flag). The RST lands in CLOSE_WAIT: the client's recv() returns EOF (0), and the next send() fails with EPIPE.",
+            linux: "The article's example does NOT get ECONNRESET on Linux. The server's close() sends FIN; the client's second send() succeeds; the closed (orphaned, FIN_WAIT1/2) server socket answers that data with RST (no ACK flag; kernel reason TCP_ABORT_ON_DATA when the data meets the full socket, TCP_TIMEWAIT_SOCKET once it has become a time-wait socket). The RST lands in CLOSE_WAIT: the client's recv() returns EOF (0), and the next send() fails with EPIPE.",
             expected: v(Responder, Endpoint, DataAfterClose),
-            real_sender: "server kernel (closed socket, FIN_WAIT2/TIME_WAIT)",
+            real_sender: "server kernel (closed socket, FIN_WAIT1/2)",
             expect_client: &["connect: ok", "send: ok", "send: ok", "recv: EOF", "send: EPIPE"],
             expect_server: &["recv: 3 bytes", "close: ok"],
             loopback: true,
