@@ -39,21 +39,21 @@ impl Netns {
         assert!(ok, "ip -n {} {args:?} failed", self.name);
     }
 
-    /// Sets a per-namespace sysctl inside the namespace only.
+    /// Sets a per-namespace sysctl inside the namespace only, by writing
+    /// `/proc/sys/...` from a thread that joined it (no `sysctl` binary
+    /// needed; /proc/sys/net follows the writing thread's namespace).
     pub fn sysctl(&self, key: &str, value: &str) {
-        let ok = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.name,
-                "sysctl",
-                "-qw",
-                &format!("{key}={value}"),
-            ])
-            .status()
-            .expect("run ip netns exec sysctl")
-            .success();
-        assert!(ok, "sysctl {key}={value} in {} failed", self.name);
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let v = value.to_string();
+        let r = self
+            .spawn(move || std::fs::write(&path, v))
+            .join()
+            .expect("sysctl thread");
+        assert!(
+            r.is_ok(),
+            "sysctl {key}={value} in {} failed: {r:?}",
+            self.name
+        );
     }
 
     /// Runs `f` on a new thread that has joined this namespace.

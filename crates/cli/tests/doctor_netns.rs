@@ -3,6 +3,7 @@
 //! counters over an interval, and check that it attributes each change to
 //! the right cause ids.
 
+#[path = "doctor_common/mod.rs"]
 mod common;
 
 use common::Netns;
