@@ -196,31 +196,35 @@ fn tracker_for(opts: &Options) -> Tracker {
     })
 }
 
-fn stream_serial(
-    mut reader: CaptureReader,
-    opts: &Options,
-    mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
-    mut progress: impl FnMut(u64),
-) -> io::Result<(Stats, Option<String>)> {
-    let copts = classify::Options {
-        idle_threshold: opts.idle_threshold,
-    };
-    let mut tracker = tracker_for(opts);
-    let mut stats = Stats::default();
+/// The reading loop shared by both forms of [`stream`]: reads every packet,
+/// decodes it, counts what is skipped and the time span in `stats`, and hands
+/// each TCP segment to `on_segment` (which returns `false` to stop).
+/// `every_64k` runs every 65,536 packets with the bytes consumed so far.
+/// Returns the read error that ended the capture early, if any.
+fn read_segments(
+    reader: &mut CaptureReader,
+    stats: &mut Stats,
+    mut on_segment: impl FnMut(rstscope_core::Timestamp, &wire::Segment) -> io::Result<bool>,
+    mut every_64k: impl FnMut(u64),
+) -> io::Result<Option<String>> {
     let mut error = None;
-    let mut first = None;
-    let mut last = None;
     loop {
         match reader.next_packet() {
             Ok(Some(p)) => {
                 stats.packets += 1;
-                if first.is_none() {
-                    first = Some(p.ts);
-                }
-                last = Some(p.ts);
+                let t = p.ts.as_secs_f64();
+                stats.first_ts.get_or_insert(t);
+                stats.last_ts = Some(t);
                 match wire::decode(p.linktype, p.data) {
-                    Ok(seg) => tracker.packet(p.ts, &seg),
+                    Ok(seg) => {
+                        if !on_segment(p.ts, &seg)? {
+                            break;
+                        }
+                    }
                     Err(s) => stats.skip(s),
+                }
+                if stats.packets & 0xffff == 0 {
+                    every_64k(reader.bytes_consumed());
                 }
             }
             Ok(None) => break,
@@ -229,21 +233,39 @@ fn stream_serial(
                 break;
             }
         }
-        for c in tracker.take_finished() {
-            sink(summary::summarize(&c, &copts))?;
-        }
-        if stats.packets & 0xffff == 0 {
-            progress(reader.bytes_consumed());
-        }
     }
+    Ok(error)
+}
+
+fn stream_serial(
+    mut reader: CaptureReader,
+    opts: &Options,
+    mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    progress: impl FnMut(u64),
+) -> io::Result<(Stats, Option<String>)> {
+    let copts = classify::Options {
+        idle_threshold: opts.idle_threshold,
+    };
+    let mut tracker = tracker_for(opts);
+    let mut stats = Stats::default();
+    let error = read_segments(
+        &mut reader,
+        &mut stats,
+        |ts, seg| {
+            tracker.packet(ts, seg);
+            for c in tracker.take_finished() {
+                sink(summary::summarize(&c, &copts))?;
+            }
+            Ok(true)
+        },
+        progress,
+    )?;
     for c in tracker.finish() {
         sink(summary::summarize(&c, &copts))?;
     }
     stats.tcp = tracker.stats.segments;
     stats.connections = tracker.stats.connections;
     stats.peak_open = tracker.stats.peak_open;
-    stats.first_ts = first.map(|t| t.as_secs_f64());
-    stats.last_ts = last.map(|t| t.as_secs_f64());
     Ok((stats, error))
 }
 

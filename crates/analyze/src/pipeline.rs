@@ -13,7 +13,7 @@ use crate::{summary, tracker_for, ConnSummary, Options, Stats};
 use rstscope_capture::CaptureReader;
 use rstscope_core::classify;
 use rstscope_core::flow::TrackerStats;
-use rstscope_core::wire::{self, flags, Segment};
+use rstscope_core::wire::{flags, Segment};
 use rstscope_core::Timestamp;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,66 +113,44 @@ pub(crate) fn stream_parallel(
         let read = scope.spawn(move || -> (Stats, Option<String>) {
             let mut stats = Stats::default();
             let mut batches: Vec<Batch> = (0..n).map(|_| Batch::with_capacity()).collect();
-            let mut error = None;
-            let mut first = None;
-            let mut last = None;
-            loop {
-                match reader.next_packet() {
-                    Ok(Some(p)) => {
-                        stats.packets += 1;
-                        if first.is_none() {
-                            first = Some(p.ts);
-                        }
-                        last = Some(p.ts);
-                        match wire::decode(p.linktype, p.data) {
-                            Ok(seg) => {
-                                let k = if n == 1 { 0 } else { shard(&seg, n) };
-                                let b = &mut batches[k];
-                                let pay = if seg.flags & flags::RST != 0 && !seg.payload.is_empty()
-                                {
-                                    let take = seg.payload.len().min(RST_PAYLOAD);
-                                    let off = b.arena.len() as u32;
-                                    b.arena.extend_from_slice(&seg.payload[..take]);
-                                    (off, take as u32)
-                                } else {
-                                    (0, 0)
-                                };
-                                b.items.push(Item {
-                                    ts: p.ts,
-                                    seg: Segment {
-                                        payload: &[],
-                                        ..seg
-                                    },
-                                    pay,
-                                });
-                                if b.items.len() >= BATCH {
-                                    let full = std::mem::replace(b, Batch::with_capacity());
-                                    if txs[k].send(full).is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                            Err(s) => stats.skip(s),
-                        }
-                        if stats.packets & 0xffff == 0 {
-                            consumed_ref.store(reader.bytes_consumed(), Ordering::Relaxed);
-                        }
+            let error = crate::read_segments(
+                &mut reader,
+                &mut stats,
+                |ts, seg| {
+                    let k = if n == 1 { 0 } else { shard(seg, n) };
+                    let b = &mut batches[k];
+                    let pay = if seg.flags & flags::RST != 0 && !seg.payload.is_empty() {
+                        let take = seg.payload.len().min(RST_PAYLOAD);
+                        let off = b.arena.len() as u32;
+                        b.arena.extend_from_slice(&seg.payload[..take]);
+                        (off, take as u32)
+                    } else {
+                        (0, 0)
+                    };
+                    b.items.push(Item {
+                        ts,
+                        seg: Segment {
+                            payload: &[],
+                            ..*seg
+                        },
+                        pay,
+                    });
+                    if b.items.len() >= BATCH {
+                        let full = std::mem::replace(b, Batch::with_capacity());
+                        // A tracker gone (the output side stopped): stop reading.
+                        return Ok(txs[k].send(full).is_ok());
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        error = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
+                    Ok(true)
+                },
+                |bytes| consumed_ref.store(bytes, Ordering::Relaxed),
+            )
+            .unwrap_or_else(|e| Some(e.to_string()));
             for (k, b) in batches.into_iter().enumerate() {
                 if !b.items.is_empty() {
                     let _ = txs[k].send(b);
                 }
             }
             drop(txs);
-            stats.first_ts = first.map(|t| t.as_secs_f64());
-            stats.last_ts = last.map(|t| t.as_secs_f64());
             (stats, error)
         });
 

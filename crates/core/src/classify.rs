@@ -419,15 +419,15 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
         (Cause::Unknown, 0.3)
     };
 
-    let mut confidence = base_conf.min(sender_conf.max(if sender == Sender::Middlebox {
+    // An endpoint verdict keeps at least 0.5 of sender certainty (it is the
+    // default explanation); a middlebox verdict is only as sure as its evidence.
+    let floor = if sender == Sender::Middlebox {
         0.0
     } else {
         0.5
-    }));
-    if sender == Sender::Middlebox {
-        confidence = base_conf.min(sender_conf);
-    }
-    confidence = (confidence * 100.0).round() / 100.0;
+    };
+    let confidence = base_conf.min(sender_conf.max(floor));
+    let confidence = (confidence * 100.0).round() / 100.0;
     Some(ResetVerdict {
         from,
         sender,

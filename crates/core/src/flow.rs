@@ -416,7 +416,6 @@ pub struct Conn {
     pub rst: Option<Box<RstNote>>,
     prev: Option<PacketNote>,
     prev_gap: i64,
-    max_gap: i64,
     max_gap_before_prev: i64,
     delete_at: Option<i64>,
     attempt_at: Option<i64>,
@@ -459,7 +458,6 @@ impl Conn {
             rst: None,
             prev: None,
             prev_gap: 0,
-            max_gap: 0,
             max_gap_before_prev: 0,
             delete_at: None,
             attempt_at: Some(ts.0.saturating_add(ATTEMPT_DELAY)),
@@ -796,8 +794,7 @@ impl Conn {
             }
         }
 
-        let (do_close, _gen_event, flipped) =
-            self.update_state_machine(me, is_orig, seg, delta_last);
+        let (do_close, _gen_event, flipped) = self.update_state_machine(me, is_orig, seg);
         let (me, other, is_orig) = if flipped {
             (other, me, !is_orig)
         } else {
@@ -829,7 +826,6 @@ impl Conn {
         me: usize,
         is_orig: bool,
         seg: &Segment,
-        delta_last: i32,
     ) -> (bool, bool, bool) {
         use EpState::*;
         let other = 1 - me;
@@ -936,7 +932,6 @@ impl Conn {
                 }
             }
             Closed => {
-                let _ = delta_last;
                 if rst && self.ep[other].state != Closed {
                     // RST after our FIN while the peer is still open.
                     self.ep[me].set_state(Reset);
@@ -1172,7 +1167,6 @@ impl Conn {
 
         self.max_gap_before_prev = self.max_gap_before_prev.max(self.prev_gap);
         self.prev_gap = gap;
-        self.max_gap = self.max_gap.max(gap);
         self.prev = Some(note);
         self.last_pkt = ts;
     }
@@ -1374,8 +1368,9 @@ impl Tracker {
         let mut slot = self.index.get(&key).copied();
         if let Some(i) = slot {
             let c = &self.slab[i as usize];
-            let reuse = !c.expired(ts.0, idle) && c.is_reuse(seg);
-            if reuse || c.expired(ts.0, idle) {
+            let expired = c.expired(ts.0, idle);
+            let reuse = !expired && c.is_reuse(seg);
+            if reuse || expired {
                 self.stats.reused += reuse as u64;
                 self.index.remove(&key);
                 self.retire(i);
@@ -1485,7 +1480,6 @@ impl Conn {
             rst: None,
             prev: None,
             prev_gap: 0,
-            max_gap: 0,
             max_gap_before_prev: 0,
             delete_at: None,
             attempt_at: None,
