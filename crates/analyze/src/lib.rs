@@ -1,12 +1,446 @@
-//! `rstscope analyze`.
+//! `rstscope analyze`: explains every TCP reset in a capture.
+//!
+//! The adapter that joins the capture reader ([`rstscope_capture`]) to the
+//! deterministic core ([`rstscope_core::wire`], [`rstscope_core::flow`],
+//! [`rstscope_core::classify`]) and renders the result:
+//!
+//! - [`summary`]: turns a finished connection into a [`ConnSummary`] (the
+//!   record every output format and the lab use);
+//! - [`render`]: the human report, NDJSON and Zeek conn.log writers;
+//! - [`analyze_file`]: the library entry point used by the lab.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | the whole capture was read and analysed |
+//! | 1 | the capture is truncated or corrupt: everything before the damage was reported, and the error names the byte offset |
+//! | 2 | bad usage, or the input cannot be opened or is not a capture |
 
+mod pipeline;
+pub mod render;
+pub mod summary;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use rstscope_capture::CaptureReader;
+use rstscope_core::classify;
+use rstscope_core::flow::{Tracker, TrackerConfig};
+use rstscope_core::wire::{self, Skip};
+use rstscope_core::Cause;
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+pub use summary::{ConnSummary, ResetDetail};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A report for people: summary by cause and sender, then the reset connections.
+    Human,
+    /// NDJSON: one object per connection with a reset (`--all`: every connection).
+    Json,
+    /// A Zeek conn.log (TSV with Zeek's header lines), plus rstscope's reset columns.
+    Zeek,
+}
 
 /// Command-line arguments of `rstscope analyze`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(
+    after_help = "Exit codes: 0 capture fully analysed; 1 capture truncated or corrupt \
+(results up to the damage were printed, the error names the byte offset); 2 usage error or unreadable input."
+)]
+pub struct Args {
+    /// Capture file (pcap or pcapng, optionally gzip- or zstd-compressed), or `-` for stdin.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    /// Report every connection, not only those with a reset (json and zeek formats).
+    #[arg(long)]
+    pub all: bool,
+    /// Only connections with this endpoint address (repeatable).
+    #[arg(long, value_name = "IP")]
+    pub host: Vec<IpAddr>,
+    /// Only connections with this port on either side (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+    /// Only resets with this cause id (repeatable, or comma-separated), e.g. `idle_timeout`.
+    #[arg(long, value_name = "CAUSE", value_delimiter = ',')]
+    pub cause: Vec<Cause>,
+    /// Seconds of silence that count as idle before a reset. Default: adaptive
+    /// (at least 1 s and 10 times the connection's longest earlier pause).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_threshold: Option<f64>,
+    /// Retire a connection after this many seconds without packets.
+    #[arg(long, value_name = "SECONDS", default_value_t = 7500.0)]
+    pub conn_timeout: f64,
+    /// Human format: how many reset connections to detail.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Connection-tracking threads; 0 picks one per core (at most 4), 1
+    /// keeps everything on one thread (output in a fixed order).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar and no statistics line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Analysis settings for the library entry point.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// See [`classify::Options::idle_threshold`].
+    pub idle_threshold: Option<f64>,
+    /// Retire connections after this many seconds without packets.
+    pub conn_timeout: f64,
+    /// Connection-tracking threads (1: everything on the calling thread, in
+    /// a deterministic order).
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            idle_threshold: None,
+            conn_timeout: 7500.0,
+            threads: 1,
+        }
+    }
+}
+
+/// Counters of what was read.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Stats {
+    /// Packets read from the capture.
+    pub packets: u64,
+    /// TCP segments analysed.
+    pub tcp: u64,
+    /// Valid packets of other protocols.
+    pub non_tcp: u64,
+    /// Non-first IP fragments.
+    pub fragments: u64,
+    /// Packets that could not be decoded, by reason.
+    pub malformed: BTreeMap<String, u64>,
+    /// Packets of link types rstscope does not decode, by link type.
+    pub unsupported_link: BTreeMap<u32, u64>,
+    /// TCP connections.
+    pub connections: u64,
+    /// Connections with at least one RST.
+    pub reset_connections: u64,
+    /// Most connections open at once.
+    pub peak_open: usize,
+    /// First and last packet times.
+    pub first_ts: Option<f64>,
+    /// Last packet time.
+    pub last_ts: Option<f64>,
+}
+
+impl Stats {
+    fn skip(&mut self, s: Skip) {
+        match s {
+            Skip::NotTcp => self.non_tcp += 1,
+            Skip::Fragment => self.fragments += 1,
+            Skip::UnsupportedLink(l) => *self.unsupported_link.entry(l).or_default() += 1,
+            Skip::Malformed(why) => *self.malformed.entry(why.to_string()).or_default() += 1,
+        }
+    }
+
+    /// Total packets not analysed as TCP.
+    pub fn skipped(&self) -> u64 {
+        self.non_tcp
+            + self.fragments
+            + self.malformed.values().sum::<u64>()
+            + self.unsupported_link.values().sum::<u64>()
+    }
+}
+
+/// The result of [`analyze_file`].
+#[derive(Debug)]
+pub struct Analysis {
+    /// Every connection, in the order they ended.
+    pub connections: Vec<ConnSummary>,
+    /// What was read.
+    pub stats: Stats,
+    /// The read error that stopped the analysis early, if any (results up to it are kept).
+    pub error: Option<String>,
+}
+
+/// Streams a capture through the core, handing each finished connection to `sink`.
+/// Returns the statistics and the read error, if the capture was damaged.
+///
+/// With `opts.threads > 1` the work is split: one thread reads and decodes
+/// packets, `threads` trackers each own the connections whose flow hash
+/// falls to them, and `sink` runs on the calling thread. Every connection
+/// is analysed exactly as with one thread; only the order in which
+/// connections from different trackers reach `sink` may vary.
+pub fn stream(
+    reader: CaptureReader,
+    opts: &Options,
+    sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    progress: impl FnMut(u64),
+) -> io::Result<(Stats, Option<String>)> {
+    if opts.threads <= 1 {
+        stream_serial(reader, opts, sink, progress)
+    } else {
+        pipeline::stream_parallel(reader, opts, sink, progress)
+    }
+}
+
+fn tracker_for(opts: &Options) -> Tracker {
+    Tracker::new(TrackerConfig {
+        idle_retire: (opts.conn_timeout * 1e9) as i64,
+    })
+}
+
+/// The reading loop shared by both forms of [`stream`]: reads every packet,
+/// decodes it, counts what is skipped and the time span in `stats`, and hands
+/// each TCP segment to `on_segment` (which returns `false` to stop).
+/// `every_64k` runs every 65,536 packets with the bytes consumed so far.
+/// Returns the read error that ended the capture early, if any.
+fn read_segments(
+    reader: &mut CaptureReader,
+    stats: &mut Stats,
+    mut on_segment: impl FnMut(rstscope_core::Timestamp, &wire::Segment) -> io::Result<bool>,
+    mut every_64k: impl FnMut(u64),
+) -> io::Result<Option<String>> {
+    let mut error = None;
+    loop {
+        match reader.next_packet() {
+            Ok(Some(p)) => {
+                stats.packets += 1;
+                let t = p.ts.as_secs_f64();
+                stats.first_ts.get_or_insert(t);
+                stats.last_ts = Some(t);
+                match wire::decode(p.linktype, p.data) {
+                    Ok(seg) => {
+                        if !on_segment(p.ts, &seg)? {
+                            break;
+                        }
+                    }
+                    Err(s) => stats.skip(s),
+                }
+                if stats.packets & 0xffff == 0 {
+                    every_64k(reader.bytes_consumed());
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    Ok(error)
+}
+
+fn stream_serial(
+    mut reader: CaptureReader,
+    opts: &Options,
+    mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    progress: impl FnMut(u64),
+) -> io::Result<(Stats, Option<String>)> {
+    let copts = classify::Options {
+        idle_threshold: opts.idle_threshold,
+    };
+    let mut tracker = tracker_for(opts);
+    let mut stats = Stats::default();
+    let error = read_segments(
+        &mut reader,
+        &mut stats,
+        |ts, seg| {
+            tracker.packet(ts, seg);
+            for c in tracker.take_finished() {
+                sink(summary::summarize(&c, &copts))?;
+            }
+            Ok(true)
+        },
+        progress,
+    )?;
+    for c in tracker.finish() {
+        sink(summary::summarize(&c, &copts))?;
+    }
+    stats.tcp = tracker.stats.segments;
+    stats.connections = tracker.stats.connections;
+    stats.peak_open = tracker.stats.peak_open;
+    Ok((stats, error))
+}
+
+/// Analyses a whole capture file into memory (the lab's entry point; for
+/// large captures use [`stream`]).
+pub fn analyze_file(path: &Path, opts: &Options) -> anyhow::Result<Analysis> {
+    let reader =
+        CaptureReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut conns = Vec::new();
+    let (mut stats, error) = stream(
+        reader,
+        opts,
+        |c| {
+            conns.push(c);
+            Ok(())
+        },
+        |_| {},
+    )?;
+    stats.reset_connections = conns.iter().filter(|c| c.resets > 0).count() as u64;
+    Ok(Analysis {
+        connections: conns,
+        stats,
+        error,
+    })
+}
+
+struct Filter {
+    hosts: Vec<IpAddr>,
+    ports: Vec<u16>,
+    causes: Vec<Cause>,
+    all: bool,
+}
+
+impl Filter {
+    fn keep(&self, c: &ConnSummary) -> bool {
+        if !self.all && c.reset.is_none() {
+            return false;
+        }
+        if !self.hosts.is_empty()
+            && !self
+                .hosts
+                .iter()
+                .any(|h| *h == c.orig.ip() || *h == c.resp.ip())
+        {
+            return false;
+        }
+        if !self.ports.is_empty()
+            && !self
+                .ports
+                .iter()
+                .any(|p| *p == c.orig.port() || *p == c.resp.port())
+        {
+            return false;
+        }
+        if !self.causes.is_empty()
+            && !c
+                .reset
+                .as_ref()
+                .is_some_and(|r| self.causes.contains(&r.event.cause))
+        {
+            return false;
+        }
+        true
+    }
+}
 
 /// Runs `rstscope analyze`.
-pub fn run(_args: Args) -> ExitCode {
-    ExitCode::from(2)
+pub fn run(args: Args) -> ExitCode {
+    match run_inner(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("rstscope analyze: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(t) = args.idle_threshold {
+        anyhow::ensure!(
+            t.is_finite() && t > 0.0,
+            "--idle-threshold must be a positive number of seconds"
+        );
+    }
+    anyhow::ensure!(args.conn_timeout > 0.0, "--conn-timeout must be positive");
+    let name = args.file.display().to_string();
+    let reader = CaptureReader::open(&args.file).with_context(|| format!("cannot read {name}"))?;
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4),
+        n => n,
+    };
+    let opts = Options {
+        idle_threshold: args.idle_threshold,
+        conn_timeout: args.conn_timeout,
+        threads,
+    };
+    let filter = Filter {
+        hosts: args.host.clone(),
+        ports: args.port.clone(),
+        causes: args.cause.clone(),
+        all: args.all && args.format != Format::Human,
+    };
+
+    let bar = match reader.file_size() {
+        Some(size) if !args.quiet && io::stderr().is_terminal() && name != "-" => {
+            let b = indicatif::ProgressBar::new(size);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Some(b)
+        }
+        _ => None,
+    };
+
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut human = render::HumanReport::new(args.limit);
+    let mut reset_conns = 0u64;
+    if args.format == Format::Zeek {
+        render::zeek_header(&mut out)?;
+    }
+    let result = stream(
+        reader,
+        &opts,
+        |c| {
+            if c.resets > 0 {
+                reset_conns += 1;
+            }
+            if !filter.keep(&c) {
+                return Ok(());
+            }
+            match args.format {
+                Format::Json => render::json_line(&mut out, &c),
+                Format::Zeek => render::zeek_line(&mut out, &c),
+                Format::Human => {
+                    human.add(c);
+                    Ok(())
+                }
+            }
+        },
+        |pos| {
+            if let Some(b) = &bar {
+                b.set_position(pos);
+            }
+        },
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let (mut stats, error) = result?;
+    stats.reset_connections = reset_conns;
+    match args.format {
+        Format::Human => human.write(&mut out, &name, &stats, error.as_deref())?,
+        Format::Zeek => render::zeek_footer(&mut out)?,
+        Format::Json => {}
+    }
+    out.flush()?;
+    drop(out);
+    if !args.quiet && args.format != Format::Human {
+        eprintln!("rstscope analyze: {}", render::stats_line(&stats));
+    }
+    if let Some(e) = error {
+        eprintln!("rstscope analyze: {name}: {e}; results up to that point were reported");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }

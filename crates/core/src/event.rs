@@ -97,9 +97,3 @@ impl ResetEvent {
         }
     }
 }
-
-/// Formats an address as rstscope prints it everywhere: `ip:port`, or
-/// `[ip]:port` for IPv6 (this is what `SocketAddr`'s `Display` does).
-pub fn fmt_addr(a: &SocketAddr) -> String {
-    a.to_string()
-}

@@ -15,8 +15,11 @@
 //! - [`classify`]: the reset classifier: who sent each RST and why.
 
 pub mod cause;
+pub mod classify;
 pub mod event;
+pub mod flow;
 pub mod time;
+pub mod wire;
 
 pub use cause::{Cause, CauseInfo, Sender, Side, Verdict};
 pub use event::{Direction, ResetEvent, Source};

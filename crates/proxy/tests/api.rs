@@ -251,8 +251,12 @@ fn toxics_churn_under_heavy_traffic_loses_no_bytes() {
     let (h, p) = one(up);
     let api = h.api.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // Toxic changes made so far: the writers wait for some halfway, so the
+    // churn overlaps the transfer however fast the machine is.
+    let made = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let churn = {
         let stop = stop.clone();
+        let made = made.clone();
         thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -278,6 +282,7 @@ fn toxics_churn_under_heavy_traffic_loses_no_bytes() {
                 assert_eq!(http(api, "DELETE", "/proxies/p/toxics/t", "").0, 204);
                 thread::sleep(Duration::from_millis(5));
                 n += 1;
+                made.store(n, Ordering::Relaxed);
             }
             n
         })
@@ -285,6 +290,7 @@ fn toxics_churn_under_heavy_traffic_loses_no_bytes() {
     const PER: u64 = 16 << 20;
     let conns: Vec<_> = (0..4)
         .map(|_| {
+            let made = made.clone();
             thread::spawn(move || {
                 let mut c = TcpStream::connect(p).unwrap();
                 let mut w = c.try_clone().unwrap();
@@ -292,6 +298,14 @@ fn toxics_churn_under_heavy_traffic_loses_no_bytes() {
                     let mut buf = vec![0u8; 65536];
                     let mut off = 0u64;
                     while off < PER {
+                        if off == PER / 2 {
+                            let t0 = std::time::Instant::now();
+                            while made.load(Ordering::Relaxed) < 6
+                                && t0.elapsed() < Duration::from_secs(10)
+                            {
+                                thread::sleep(Duration::from_millis(5));
+                            }
+                        }
                         for (j, b) in buf.iter_mut().enumerate() {
                             *b = pattern(off + j as u64);
                         }

@@ -1,13 +1,24 @@
-//! `rstscope watch`: not built yet (see the issue tracker).
+//! `rstscope watch`: every TCP reset this host sends or receives, live,
+//! with the kernel's own reason, the TCP state, the process, and a cause id
+//! of `CAUSES.md`.
+//!
+//! - [`format`]: parser of tracefs `format` files (fields, reason/state tables).
+//! - [`decode`]: pure decoder of raw tracepoint samples (6.10+ and older layouts).
+//! - [`classify`]: kernel reason and state → cause id, with evidence.
+//! - [`perf`]: `perf_event_open` per-CPU ring buffers.
+//! - [`watcher`]: [`Watcher`], the library API the CLI, the lab and the tests use.
+//! - [`cli`]: `rstscope watch` itself ([`Args`], [`run`]).
 
-use std::process::ExitCode;
+pub mod classify;
+pub mod cli;
+pub mod decode;
+pub mod format;
+pub mod metrics;
+pub mod perf;
+pub mod watcher;
 
-/// Command-line arguments of `rstscope watch`.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+#[cfg(test)]
+mod fixtures;
 
-/// Runs `rstscope watch`.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("rstscope watch: not implemented yet");
-    ExitCode::from(2)
-}
+pub use cli::{run, Args};
+pub use watcher::{WatchConfig, WatchError, Watcher};

@@ -1,0 +1,180 @@
+//! The multi-threaded form of [`crate::stream`].
+//!
+//! ```text
+//!  reader thread            tracker threads (flow hash)        calling thread
+//!  read + decode  --batch-->  Tracker + classify  --summaries-->  sink (output)
+//! ```
+//!
+//! Segments cross threads in batches, copied out of the reader's buffer;
+//! only RST payloads (evidence text) are carried along, in a per-batch
+//! arena, since nothing else of the payload is used.
+
+use crate::{summary, tracker_for, ConnSummary, Options, Stats};
+use rstscope_capture::CaptureReader;
+use rstscope_core::classify;
+use rstscope_core::flow::TrackerStats;
+use rstscope_core::wire::{flags, Segment};
+use rstscope_core::Timestamp;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+const BATCH: usize = 4096;
+/// Most RST payload bytes carried to the tracker (the evidence text limit is lower).
+const RST_PAYLOAD: usize = 512;
+
+struct Item {
+    ts: Timestamp,
+    seg: Segment<'static>,
+    pay: (u32, u32),
+}
+
+#[derive(Default)]
+struct Batch {
+    items: Vec<Item>,
+    arena: Vec<u8>,
+}
+
+impl Batch {
+    fn with_capacity() -> Self {
+        Batch {
+            items: Vec::with_capacity(BATCH),
+            arena: Vec::new(),
+        }
+    }
+}
+
+/// A shard for a flow: symmetric in the two endpoints so both directions
+/// of a connection land on the same tracker.
+fn shard(seg: &Segment, n: usize) -> usize {
+    let fold = |a: &[u8; 16], p: u16| -> u64 {
+        let hi = u64::from_le_bytes(a[0..8].try_into().expect("8 bytes"));
+        let lo = u64::from_le_bytes(a[8..16].try_into().expect("8 bytes"));
+        (hi ^ lo.rotate_left(17) ^ p as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    };
+    let h = fold(&seg.src.0, seg.sport).wrapping_add(fold(&seg.dst.0, seg.dport));
+    ((h >> 32) as usize) % n
+}
+
+pub(crate) fn stream_parallel(
+    mut reader: CaptureReader,
+    opts: &Options,
+    mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    mut progress: impl FnMut(u64),
+) -> io::Result<(Stats, Option<String>)> {
+    let n = opts.threads.max(1);
+    let consumed = AtomicU64::new(0);
+    let copts = classify::Options {
+        idle_threshold: opts.idle_threshold,
+    };
+    std::thread::scope(|scope| {
+        let (out_tx, out_rx) = sync_channel::<Vec<ConnSummary>>(4 * n);
+        let mut txs = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..n {
+            let (tx, rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(4);
+            txs.push(tx);
+            let out = out_tx.clone();
+            workers.push(scope.spawn(move || -> TrackerStats {
+                let mut tracker = tracker_for(opts);
+                for batch in rx {
+                    // Start loading the connection of a later packet while
+                    // this one is processed (see Tracker::prefetch).
+                    const AHEAD: usize = 12;
+                    for (k, it) in batch.items.iter().enumerate() {
+                        if let Some(next) = batch.items.get(k + AHEAD) {
+                            tracker.prefetch(&next.seg);
+                        }
+                        let payload =
+                            &batch.arena[it.pay.0 as usize..(it.pay.0 + it.pay.1) as usize];
+                        let seg = Segment { payload, ..it.seg };
+                        tracker.packet(it.ts, &seg);
+                    }
+                    let done: Vec<ConnSummary> = tracker
+                        .take_finished()
+                        .map(|c| summary::summarize(&c, &copts))
+                        .collect();
+                    if !done.is_empty() && out.send(done).is_err() {
+                        break;
+                    }
+                }
+                let rest: Vec<ConnSummary> = tracker
+                    .finish()
+                    .iter()
+                    .map(|c| summary::summarize(c, &copts))
+                    .collect();
+                let _ = out.send(rest);
+                tracker.stats
+            }));
+        }
+        drop(out_tx);
+
+        let consumed_ref = &consumed;
+        let read = scope.spawn(move || -> (Stats, Option<String>) {
+            let mut stats = Stats::default();
+            let mut batches: Vec<Batch> = (0..n).map(|_| Batch::with_capacity()).collect();
+            let error = crate::read_segments(
+                &mut reader,
+                &mut stats,
+                |ts, seg| {
+                    let k = if n == 1 { 0 } else { shard(seg, n) };
+                    let b = &mut batches[k];
+                    let pay = if seg.flags & flags::RST != 0 && !seg.payload.is_empty() {
+                        let take = seg.payload.len().min(RST_PAYLOAD);
+                        let off = b.arena.len() as u32;
+                        b.arena.extend_from_slice(&seg.payload[..take]);
+                        (off, take as u32)
+                    } else {
+                        (0, 0)
+                    };
+                    b.items.push(Item {
+                        ts,
+                        seg: Segment {
+                            payload: &[],
+                            ..*seg
+                        },
+                        pay,
+                    });
+                    if b.items.len() >= BATCH {
+                        let full = std::mem::replace(b, Batch::with_capacity());
+                        // A tracker gone (the output side stopped): stop reading.
+                        return Ok(txs[k].send(full).is_ok());
+                    }
+                    Ok(true)
+                },
+                |bytes| consumed_ref.store(bytes, Ordering::Relaxed),
+            )
+            .unwrap_or_else(|e| Some(e.to_string()));
+            for (k, b) in batches.into_iter().enumerate() {
+                if !b.items.is_empty() {
+                    let _ = txs[k].send(b);
+                }
+            }
+            drop(txs);
+            (stats, error)
+        });
+
+        // The calling thread renders; on an output error, stop reading.
+        let mut result = Ok(());
+        for done in out_rx.iter() {
+            if result.is_ok() {
+                for c in done {
+                    if let Err(e) = sink(c) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                progress(consumed.load(Ordering::Relaxed));
+            }
+            // After an error keep draining so the workers can finish.
+        }
+        let (mut stats, error) = read.join().expect("reader thread panicked");
+        for w in workers {
+            let t = w.join().expect("tracker thread panicked");
+            stats.tcp += t.segments;
+            stats.connections += t.connections;
+            stats.peak_open += t.peak_open;
+        }
+        result.map(|_| (stats, error))
+    })
+}

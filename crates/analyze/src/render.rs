@@ -1,0 +1,400 @@
+//! Output formats: NDJSON, Zeek conn.log, and the human report.
+
+use crate::summary::ConnSummary;
+use crate::Stats;
+use rstscope_core::{Cause, Sender};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+#[derive(Serialize)]
+struct JsonReset<'a> {
+    ts: f64,
+    from: &'static str,
+    sender: &'static str,
+    cause: &'static str,
+    confidence: f32,
+    evidence: &'a [String],
+    idle_before_s: f64,
+    ttl: u8,
+    expected_ttl: Option<u8>,
+    src: String,
+    dst: String,
+}
+
+#[derive(Serialize)]
+struct JsonConn<'a> {
+    orig: String,
+    resp: String,
+    start: f64,
+    end: f64,
+    duration: f64,
+    conn_state: &'static str,
+    history: &'a str,
+    orig_pkts: u64,
+    resp_pkts: u64,
+    orig_bytes: u64,
+    resp_bytes: u64,
+    orig_wire_bytes: u64,
+    resp_wire_bytes: u64,
+    resets: u32,
+    reset: Option<JsonReset<'a>>,
+}
+
+/// Writes one NDJSON line.
+pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
+    let reset = c.reset.as_ref().map(|r| JsonReset {
+        ts: r.event.ts.as_secs_f64(),
+        from: r.event.from.map(|s| s.id()).unwrap_or("unknown"),
+        sender: r.event.sender.id(),
+        cause: r.event.cause.id(),
+        confidence: r.event.confidence,
+        evidence: &r.event.evidence,
+        idle_before_s: r.idle_before_s,
+        ttl: r.ttl,
+        expected_ttl: r.expected_ttl,
+        src: r.event.src.to_string(),
+        dst: r.event.dst.to_string(),
+    });
+    let j = JsonConn {
+        orig: c.orig.to_string(),
+        resp: c.resp.to_string(),
+        start: c.start.as_secs_f64(),
+        end: c.end.as_secs_f64(),
+        duration: c.duration,
+        conn_state: c.conn_state,
+        history: &c.history,
+        orig_pkts: c.orig_pkts,
+        resp_pkts: c.resp_pkts,
+        orig_bytes: c.orig_bytes,
+        resp_bytes: c.resp_bytes,
+        orig_wire_bytes: c.orig_wire_bytes,
+        resp_wire_bytes: c.resp_wire_bytes,
+        resets: c.resets,
+        reset,
+    };
+    serde_json::to_writer(&mut *out, &j)?;
+    out.write_all(b"\n")
+}
+
+const ZEEK_FIELDS: &[(&str, &str)] = &[
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("service", "string"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("conn_state", "string"),
+    ("local_orig", "bool"),
+    ("local_resp", "bool"),
+    ("missed_bytes", "count"),
+    ("history", "string"),
+    ("orig_pkts", "count"),
+    ("orig_ip_bytes", "count"),
+    ("resp_pkts", "count"),
+    ("resp_ip_bytes", "count"),
+    ("tunnel_parents", "set[string]"),
+    ("reset_from", "string"),
+    ("reset_sender", "string"),
+    ("reset_cause", "string"),
+    ("reset_confidence", "double"),
+];
+
+/// Writes Zeek's log header lines.
+pub fn zeek_header(out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "#separator \\x09")?;
+    writeln!(out, "#set_separator\t,")?;
+    writeln!(out, "#empty_field\t(empty)")?;
+    writeln!(out, "#unset_field\t-")?;
+    writeln!(out, "#path\tconn")?;
+    writeln!(out, "#open\t{}", zeek_time_now())?;
+    let names: Vec<&str> = ZEEK_FIELDS.iter().map(|f| f.0).collect();
+    let types: Vec<&str> = ZEEK_FIELDS.iter().map(|f| f.1).collect();
+    writeln!(out, "#fields\t{}", names.join("\t"))?;
+    writeln!(out, "#types\t{}", types.join("\t"))
+}
+
+/// Writes Zeek's closing line.
+pub fn zeek_footer(out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "#close\t{}", zeek_time_now())
+}
+
+fn zeek_time_now() -> String {
+    // Zeek writes local wall-clock time here; the exact value carries no
+    // meaning for readers, so UTC from the system clock is used.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}-{h:02}-{mi:02}-{s:02}")
+}
+
+/// Seconds since the epoch to (year, month, day, hour, minute, second), UTC.
+pub fn civil(t: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = t.div_euclid(86400);
+    let rem = t.rem_euclid(86400);
+    // Howard Hinnant's days-from-civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = if m <= 2 { y + 1 } else { y };
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// A deterministic Zeek-style uid ("C" + 17 base62 characters) for a connection.
+fn uid(c: &ConnSummary) -> String {
+    // FNV-1a over the 4-tuple and start time: stable across runs.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let key = format!("{}{}{}", c.orig, c.resp, c.start.0);
+    for b in key.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    const A: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut s = String::from("C");
+    let mut x = h as u128 | ((h.rotate_left(29) as u128) << 64);
+    for _ in 0..17 {
+        s.push(A[(x % 62) as usize] as char);
+        x /= 62;
+    }
+    s
+}
+
+/// Writes one conn.log line.
+pub fn zeek_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
+    let (rf, rs, rc, rconf) = match &c.reset {
+        Some(r) => (
+            r.event.from.map(|s| s.id()).unwrap_or("-"),
+            r.event.sender.id(),
+            r.event.cause.id(),
+            format!("{:.2}", r.event.confidence),
+        ),
+        None => ("-", "-", "-", "-".to_string()),
+    };
+    let hist = if c.history.is_empty() {
+        "-"
+    } else {
+        c.history.as_str()
+    };
+    writeln!(
+        out,
+        "{:.6}\t{}\t{}\t{}\t{}\t{}\ttcp\t-\t{:.6}\t{}\t{}\t{}\t-\t-\t0\t{}\t{}\t{}\t{}\t{}\t-\t{}\t{}\t{}\t{}",
+        c.start.as_secs_f64(),
+        uid(c),
+        c.orig.ip(),
+        c.orig.port(),
+        c.resp.ip(),
+        c.resp.port(),
+        c.duration,
+        c.orig_bytes,
+        c.resp_bytes,
+        c.conn_state,
+        hist,
+        c.orig_pkts,
+        c.orig_ip_bytes,
+        c.resp_pkts,
+        c.resp_ip_bytes,
+        rf,
+        rs,
+        rc,
+        rconf
+    )
+}
+
+/// One line of statistics (packets, TCP, skipped, connections).
+pub fn stats_line(s: &Stats) -> String {
+    let mut line = format!(
+        "{} packets, {} TCP segments, {} connections ({} with a reset)",
+        s.packets, s.tcp, s.connections, s.reset_connections
+    );
+    let skipped = s.skipped();
+    if skipped > 0 {
+        let mut parts = Vec::new();
+        if s.non_tcp > 0 {
+            parts.push(format!("{} not TCP", s.non_tcp));
+        }
+        if s.fragments > 0 {
+            parts.push(format!("{} IP fragments", s.fragments));
+        }
+        let bad: u64 = s.malformed.values().sum();
+        if bad > 0 {
+            let why: Vec<String> = s
+                .malformed
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            parts.push(format!("{bad} unparseable ({})", why.join(", ")));
+        }
+        for (lt, n) in &s.unsupported_link {
+            parts.push(format!("{n} of unsupported link type {lt}"));
+        }
+        line.push_str(&format!("; skipped {skipped}: {}", parts.join(", ")));
+    }
+    line
+}
+
+/// Collects reset connections and prints the human report.
+pub struct HumanReport {
+    limit: usize,
+    by_cause: BTreeMap<Cause, u64>,
+    by_sender: BTreeMap<Sender, u64>,
+    shown: Vec<ConnSummary>,
+    total: u64,
+}
+
+/// Most connections kept in memory for the detailed list; the summary
+/// counts every one.
+const KEEP: usize = 10_000;
+
+impl HumanReport {
+    /// A report that details at most `limit` connections.
+    pub fn new(limit: usize) -> Self {
+        HumanReport {
+            limit,
+            by_cause: BTreeMap::new(),
+            by_sender: BTreeMap::new(),
+            shown: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// Adds a connection (only those with a reset count).
+    pub fn add(&mut self, c: ConnSummary) {
+        let Some(r) = &c.reset else { return };
+        self.total += 1;
+        *self.by_cause.entry(r.event.cause).or_default() += 1;
+        *self.by_sender.entry(r.event.sender).or_default() += 1;
+        if self.shown.len() < KEEP {
+            self.shown.push(c);
+        }
+    }
+
+    /// Writes the report.
+    pub fn write(
+        &mut self,
+        out: &mut impl Write,
+        name: &str,
+        stats: &Stats,
+        error: Option<&str>,
+    ) -> io::Result<()> {
+        let span = match (stats.first_ts, stats.last_ts) {
+            (Some(a), Some(b)) => format!(", {:.1} s of traffic", b - a),
+            _ => String::new(),
+        };
+        writeln!(out, "rstscope analyze {name}{span}")?;
+        writeln!(out, "  {}", stats_line(stats))?;
+        if let Some(e) = error {
+            writeln!(
+                out,
+                "  warning: {e}; only the packets before it were analysed"
+            )?;
+        }
+        writeln!(out)?;
+        if self.total == 0 {
+            writeln!(out, "No TCP resets in this capture.")?;
+            return Ok(());
+        }
+        writeln!(out, "Resets by cause ({} connections):", self.total)?;
+        let mut causes: Vec<_> = self.by_cause.iter().collect();
+        causes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (c, n) in causes {
+            writeln!(out, "  {:<19} {:>7}  {}", c.id(), n, c.info().summary)?;
+        }
+        writeln!(out, "By sender:")?;
+        for (s, n) in &self.by_sender {
+            let what = match s {
+                Sender::Endpoint => "the host whose address the RST carries",
+                Sender::Middlebox => "a device on the path, forging an endpoint's address",
+                Sender::Unknown => "not enough evidence",
+            };
+            writeln!(out, "  {:<19} {:>7}  {}", s.id(), n, what)?;
+        }
+        writeln!(out)?;
+
+        // Most telling first: middlebox verdicts, then by confidence, then time.
+        self.shown.sort_by(|a, b| {
+            let (ra, rb) = (
+                a.reset.as_ref().expect("kept"),
+                b.reset.as_ref().expect("kept"),
+            );
+            let ma = ra.event.sender == Sender::Middlebox;
+            let mb = rb.event.sender == Sender::Middlebox;
+            mb.cmp(&ma)
+                .then(rb.event.confidence.total_cmp(&ra.event.confidence))
+                .then(ra.event.ts.cmp(&rb.event.ts))
+        });
+        let n = self.shown.len().min(self.limit);
+        writeln!(out, "Reset connections, most telling first:")?;
+        for c in &self.shown[..n] {
+            let r = c.reset.as_ref().expect("kept");
+            let e = &r.event;
+            let (y, mo, d, h, mi, s) = civil(e.ts.0.div_euclid(1_000_000_000));
+            let frac = e.ts.0.rem_euclid(1_000_000_000) / 1000;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "  {} -> {}  {} {}  RST at {y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{frac:06} UTC",
+                c.orig, c.resp, c.conn_state, c.history
+            )?;
+            writeln!(
+                out,
+                "    {}: RST from the {} ({}), sent by {}, confidence {:.2}",
+                e.cause,
+                e.from.map(|f| f.id()).unwrap_or("unknown side"),
+                e.src,
+                match e.sender {
+                    Sender::Endpoint => "the endpoint itself",
+                    Sender::Middlebox => "a middlebox",
+                    Sender::Unknown => "an unknown device",
+                },
+                e.confidence
+            )?;
+            for line in &e.evidence {
+                writeln!(out, "    - {line}")?;
+            }
+            if let Some(step) = e.cause.info().next_steps.first() {
+                writeln!(out, "    next: {step}")?;
+            }
+        }
+        if self.total as usize > n {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "... and {} more (--limit N to show more, --format json for all)",
+                self.total as usize - n
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil(1_700_000_000), (2023, 11, 14, 22, 13, 20));
+        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+    }
+}

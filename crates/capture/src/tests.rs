@@ -1,0 +1,272 @@
+use super::*;
+use std::io::Write as _;
+
+fn pcap(le: bool, nanos: bool, linktype: u32, pkts: &[(u32, u32, &[u8])]) -> Vec<u8> {
+    let w32 = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
+    let w16 = |v: u16| if le { v.to_le_bytes() } else { v.to_be_bytes() };
+    let mut f = Vec::new();
+    f.extend_from_slice(&w32(if nanos { 0xa1b23c4d } else { 0xa1b2c3d4 }));
+    f.extend_from_slice(&w16(2));
+    f.extend_from_slice(&w16(4));
+    f.extend_from_slice(&w32(0));
+    f.extend_from_slice(&w32(0));
+    f.extend_from_slice(&w32(65535));
+    f.extend_from_slice(&w32(linktype));
+    for (s, frac, data) in pkts {
+        f.extend_from_slice(&w32(*s));
+        f.extend_from_slice(&w32(*frac));
+        f.extend_from_slice(&w32(data.len() as u32));
+        f.extend_from_slice(&w32(data.len() as u32 + 10));
+        f.extend_from_slice(data);
+    }
+    f
+}
+
+type ReadAll = (Vec<(i64, u32, Vec<u8>, u32)>, Option<String>);
+
+fn read_all(bytes: Vec<u8>) -> ReadAll {
+    let mut out = Vec::new();
+    let mut r = match CaptureReader::from_reader(Box::new(io::Cursor::new(bytes))) {
+        Ok(r) => r,
+        Err(e) => return (out, Some(e.to_string())),
+    };
+    loop {
+        match r.next_packet() {
+            Ok(Some(p)) => out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len)),
+            Ok(None) => return (out, None),
+            Err(e) => {
+                // The reader stays finished after an error.
+                assert!(r.next_packet().unwrap().is_none());
+                return (out, Some(e.to_string()));
+            }
+        }
+    }
+}
+
+#[test]
+fn pcap_all_magics() {
+    for le in [true, false] {
+        for nanos in [true, false] {
+            let f = pcap(le, nanos, 1, &[(10, 5, b"abc"), (11, 999, b"defg")]);
+            let (p, err) = read_all(f);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(p.len(), 2);
+            let unit = if nanos { 1 } else { 1000 };
+            assert_eq!(p[0].0, 10_000_000_000 + 5 * unit);
+            assert_eq!(p[1].0, 11_000_000_000 + 999 * unit);
+            assert_eq!(p[1].2, b"defg");
+            assert_eq!(p[1].3, 14);
+            assert_eq!(p[0].1, 1);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ng {
+    le: bool,
+}
+
+impl Ng {
+    fn w32(&self, v: u32) -> [u8; 4] {
+        if self.le {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    }
+    fn w16(&self, v: u16) -> [u8; 2] {
+        if self.le {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    }
+    fn block(&self, t: u32, body: &[u8]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        while !body.len().is_multiple_of(4) {
+            body.push(0);
+        }
+        let len = 12 + body.len() as u32;
+        let mut b = self.w32(t).to_vec();
+        b.extend_from_slice(&self.w32(len));
+        b.extend_from_slice(&body);
+        b.extend_from_slice(&self.w32(len));
+        b
+    }
+    fn shb(&self) -> Vec<u8> {
+        let mut body = self.w32(0x1a2b3c4d).to_vec();
+        body.extend_from_slice(&self.w16(1));
+        body.extend_from_slice(&self.w16(0));
+        body.extend_from_slice(&(-1i64).to_le_bytes());
+        self.block(0x0a0d0d0a, &body)
+    }
+    fn idb(&self, linktype: u16, tsresol: Option<u8>, snaplen: u32) -> Vec<u8> {
+        let mut body = self.w16(linktype).to_vec();
+        body.extend_from_slice(&self.w16(0));
+        body.extend_from_slice(&self.w32(snaplen));
+        if let Some(r) = tsresol {
+            body.extend_from_slice(&self.w16(9));
+            body.extend_from_slice(&self.w16(1));
+            body.extend_from_slice(&[r, 0, 0, 0]);
+            body.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        self.block(1, &body)
+    }
+    fn epb(&self, iface: u32, ts: u64, data: &[u8]) -> Vec<u8> {
+        let mut body = self.w32(iface).to_vec();
+        body.extend_from_slice(&self.w32((ts >> 32) as u32));
+        body.extend_from_slice(&self.w32(ts as u32));
+        body.extend_from_slice(&self.w32(data.len() as u32));
+        body.extend_from_slice(&self.w32(data.len() as u32));
+        body.extend_from_slice(data);
+        while !body.len().is_multiple_of(4) {
+            body.push(0);
+        }
+        // An option (opt_comment) after the data must be ignored.
+        body.extend_from_slice(&self.w16(1));
+        body.extend_from_slice(&self.w16(2));
+        body.extend_from_slice(b"hi\0\0");
+        self.block(6, &body)
+    }
+    fn spb(&self, data: &[u8]) -> Vec<u8> {
+        let mut body = self.w32(data.len() as u32).to_vec();
+        body.extend_from_slice(data);
+        self.block(3, &body)
+    }
+}
+
+fn two_section_pcapng() -> Vec<u8> {
+    let a = Ng { le: true };
+    let b = Ng { le: false };
+    let mut f = a.shb();
+    f.extend(a.idb(1, None, 0)); // Ethernet, microseconds
+    f.extend(a.idb(113, Some(9), 0)); // SLL, nanoseconds
+    f.extend(a.epb(0, 1_000_000, b"eth"));
+    f.extend(a.block(5, b"stats")); // interface statistics: skipped
+    f.extend(a.epb(1, 2_000_000_000, b"sll!"));
+    f.extend(b.shb());
+    f.extend(b.idb(101, Some(0x80 | 10), 4)); // raw IP, 2^-10 s units, snaplen 4
+    f.extend(b.epb(0, 2048, b"raw"));
+    f.extend(b.spb(b"simple-packet"));
+    f
+}
+
+#[test]
+fn pcapng_sections_interfaces_spb() {
+    let (p, err) = read_all(two_section_pcapng());
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(p.len(), 4);
+    assert_eq!(
+        (p[0].0, p[0].1, p[0].2.as_slice()),
+        (1_000_000_000, 1, &b"eth"[..])
+    );
+    assert_eq!(
+        (p[1].0, p[1].1, p[1].2.as_slice()),
+        (2_000_000_000, 113, &b"sll!"[..])
+    );
+    assert_eq!((p[2].0, p[2].1), (2_000_000_000, 101));
+    // SPB: captured length limited by the interface's snap length, timestamp reused.
+    assert_eq!(p[3].2, b"simp");
+    assert_eq!(p[3].3, 13);
+    assert_eq!(p[3].0, 2_000_000_000);
+}
+
+#[test]
+fn gzip_and_zstd_are_detected() {
+    for plain in [
+        pcap(true, false, 1, &[(1, 2, b"xyz")]),
+        two_section_pcapng(),
+    ] {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = ruzstd::encoding::compress_to_vec(
+            &plain[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let (want, e0) = read_all(plain);
+        assert!(e0.is_none());
+        for comp in [gz, zs] {
+            let (got, err) = read_all(comp);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(got, want);
+        }
+    }
+}
+
+#[test]
+fn truncation_at_every_byte_keeps_earlier_packets_and_names_the_offset() {
+    for f in [
+        pcap(true, true, 1, &[(1, 2, b"first"), (3, 4, b"second")]),
+        two_section_pcapng(),
+    ] {
+        let (all, _) = read_all(f.clone());
+        for cut in 1..f.len() {
+            let (p, err) = read_all(f[..cut].to_vec());
+            assert!(p.len() <= all.len());
+            assert_eq!(p, all[..p.len()].to_vec(), "cut at {cut}");
+            // A cut on a record boundary is a shorter valid capture; any
+            // other cut must be reported with its offset.
+            if let Some(e) = err {
+                assert!(e.contains("at byte"), "{e}");
+            } else if cut == f.len() - 1 {
+                panic!("no error for a cut inside the last record");
+            }
+        }
+    }
+}
+
+#[test]
+fn huge_lengths_are_errors_not_allocations() {
+    let mut f = pcap(true, false, 1, &[]);
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&u32::MAX.to_le_bytes()); // 4 GB caplen
+    f.extend_from_slice(&u32::MAX.to_le_bytes());
+    let (p, err) = read_all(f);
+    assert!(p.is_empty());
+    let e = err.unwrap();
+    assert!(e.contains("at byte 24") && e.contains("4294967295"), "{e}");
+
+    let a = Ng { le: true };
+    let mut g = a.shb();
+    g.extend_from_slice(&6u32.to_le_bytes());
+    g.extend_from_slice(&0xffff_fff0u32.to_le_bytes());
+    g.extend_from_slice(&[0u8; 8]);
+    let (_, err) = read_all(g);
+    assert!(err.unwrap().contains("limit"));
+}
+
+#[test]
+fn garbage_is_a_clear_error() {
+    let (_, err) = read_all(b"hello world, not a capture".to_vec());
+    assert!(err.unwrap().contains("not a pcap or pcapng"));
+    let (_, err) = read_all(Vec::new());
+    assert!(err.unwrap().contains("not a pcap or pcapng"));
+}
+
+/// A reader that hands out one byte at a time, like a slow pipe.
+struct Trickle(Vec<u8>, usize);
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.1 >= self.0.len() || buf.is_empty() {
+            return Ok(0);
+        }
+        buf[0] = self.0[self.1];
+        self.1 += 1;
+        Ok(1)
+    }
+}
+
+#[test]
+fn trickling_pipe_yields_the_same_packets() {
+    let f = two_section_pcapng();
+    let (want, _) = read_all(f.clone());
+    let mut r = CaptureReader::from_reader(Box::new(Trickle(f, 0))).unwrap();
+    let mut got = Vec::new();
+    while let Some(p) = r.next_packet().unwrap() {
+        got.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len));
+    }
+    assert_eq!(got, want);
+}

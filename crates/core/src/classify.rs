@@ -1,0 +1,553 @@
+//! The reset classifier: who sent a connection's first RST, and why.
+//!
+//! [`classify`] is a pure function of a finished [`Conn`] (which carries the
+//! RST, the segment it answered, snapshots of both endpoints at that moment
+//! and what came after) and [`Options`]. It returns a [`ResetVerdict`] with
+//! the `from`/`sender`/`cause` answers of `CAUSES.md`, a confidence, and
+//! evidence sentences a person can check in the capture.
+//!
+//! # Sender: endpoint or middlebox
+//!
+//! A forged RST carries an endpoint's address but is emitted elsewhere.
+//! The evidence weighed, strongest first:
+//!
+//! 1. **Hop count.** Every packet of one endpoint crosses the same hops, so
+//!    its TTL (IPv6 hop limit) is constant. An RST whose TTL lies outside the
+//!    range of every other packet from that address was built by another
+//!    device (weight 1.0).
+//! 2. **Race.** After sending an RST an endpoint has no connection left. If
+//!    packets from that address, with its usual TTL, keep coming after the
+//!    RST, the endpoint never sent it (weight 1.0).
+//! 3. **IP ID.** Linux numbers a flow's packets sequentially, and uses 0 for
+//!    resets sent without a socket (so 0 proves nothing). An RST whose IP ID
+//!    copies the peer's IP ID (the packet that triggered an injector) is
+//!    suspicious (weight 0.6).
+//! 4. **Sequence state.** An RST that acknowledges less than the endpoint
+//!    had already acknowledged does not come from that endpoint's TCP
+//!    (weight 0.6).
+//!
+//! A total of 1.0 or more makes the sender a middlebox. With no baseline at
+//! all (the endpoint sent nothing else) the sender is taken to be the
+//! endpoint, at lower confidence.
+//!
+//! # Cause
+//!
+//! In order, the first rule that matches wins:
+//!
+//! 1. Handshake: RST to a bare SYN → `refused`; originator RSTs the SYN-ACK
+//!    → `handshake_abort`; responder resets right after the handshake with a
+//!    reply-style RST (no ACK bit, seq = the ACK's ack) having sent nothing →
+//!    `listen_overflow`.
+//! 2. A middlebox sender: after an idle gap → `idle_timeout`, else
+//!    `firewall_reject`.
+//! 3. The sender's keepalive probes went unanswered → `keepalive_timeout`.
+//! 4. The sender had sent FIN and the peer sent data afterwards →
+//!    `data_after_close`.
+//! 5. An idle gap before the RST, or before the segment it answers →
+//!    `idle_timeout` (see [`Options::idle_threshold`]).
+//! 6. A reply-style RST (no ACK bit, seq = the answered segment's ack):
+//!    the answered segment acknowledged data never sent → `invalid_segment`,
+//!    else `unknown_connection` (the host has no socket for it).
+//! 7. An RST|ACK from a socket: the peer's data arrived after the sender's
+//!    last data (so it was never answered, likely unread) →
+//!    `unread_data_close`, else `abortive_close`.
+//!
+//! Text in the RST's payload is quoted as evidence; text naming a timeout
+//! or idleness turns an otherwise unexplained reset into `idle_timeout`.
+
+use crate::cause::{Cause, Sender, Side};
+use crate::flow::{Conn, EpState, PacketNote, RstNote};
+use crate::wire::flags as F;
+use std::fmt::Write as _;
+
+const SEC: i64 = 1_000_000_000;
+
+/// Classifier settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// A gap of at least this many seconds before an RST (or before the
+    /// segment it answers) counts as idleness. `None` (the default) is
+    /// adaptive: a gap counts when it is at least 1 s and at least 10 times
+    /// the longest earlier gap of the same connection, which catches
+    /// application timeouts of a few seconds on chatty connections as well
+    /// as load-balancer timers of minutes.
+    pub idle_threshold: Option<f64>,
+}
+
+/// The classifier's answer for one connection's first RST.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResetVerdict {
+    /// Whose address the RST carries.
+    pub from: Side,
+    /// Who really sent it.
+    pub sender: Sender,
+    /// Why.
+    pub cause: Cause,
+    /// 0.0 to 1.0.
+    pub confidence: f32,
+    /// Sentences a person can check.
+    pub evidence: Vec<String>,
+    /// Idle time before the RST or the segment it answers, when that was
+    /// the longest quiet period before it (seconds).
+    pub idle_before_s: f64,
+    /// The RST's TTL / hop limit.
+    pub ttl: u8,
+    /// The TTL the sender's other packets arrived with (lowest), if any.
+    pub expected_ttl: Option<u8>,
+}
+
+fn side_of(i: usize) -> Side {
+    if i == 0 {
+        Side::Originator
+    } else {
+        Side::Responder
+    }
+}
+
+fn secs(ns: i64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Classifies the first RST of `c`; `None` if it has none.
+pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
+    let r: &RstNote = c.rst.as_deref()?;
+    let me = r.pkt.side;
+    let peer = 1 - me;
+    let from = side_of(me);
+    // Endpoints are named by address; by address and port when both share
+    // one address (loopback, a host talking to itself).
+    let name = |i: usize| -> String {
+        let ip = c.ep[i].addr.to_ip();
+        if c.ep[0].addr == c.ep[1].addr {
+            std::net::SocketAddr::new(ip, c.ep[i].port).to_string()
+        } else {
+            ip.to_string()
+        }
+    };
+    let me_ip = name(me);
+    let peer_ip = name(peer);
+    let mut ev: Vec<String> = Vec::new();
+    let has_ack = r.pkt.flags & F::ACK != 0;
+
+    // ---- sender ----
+    let mut mb = 0.0f32; // middlebox weight
+    let mut ep_support = 0.0f32;
+    let base = r.sender.ttl;
+    // Baseline over every non-RST packet of the sender, before and after.
+    let all_ttl = c.ep[me].ttl;
+    if all_ttl.n > 0 {
+        if !all_ttl.fits(r.ttl) {
+            mb += 1.0;
+            let range = if all_ttl.min == all_ttl.max {
+                format!("TTL {}", all_ttl.min)
+            } else {
+                format!("TTL {} to {}", all_ttl.min, all_ttl.max)
+            };
+            let hops = ttl_hops_note(r.ttl, all_ttl.min);
+            ev.push(format!(
+                "TTL {}, but every other packet from {} arrived with {}{}",
+                r.ttl, me_ip, range, hops
+            ));
+        } else {
+            ep_support += 0.5;
+            ev.push(format!(
+                "TTL {} matches the {} other packet{} from {}",
+                r.ttl,
+                all_ttl.n,
+                if all_ttl.n == 1 { "" } else { "s" },
+                me_ip
+            ));
+        }
+    }
+    if r.after_genuine_from_sender > 0 {
+        mb += 1.0;
+        let gap = r.after_first_gap.map(secs).unwrap_or(0.0);
+        ev.push(format!(
+            "{} still sent {} packet{} ({} with data) {:.3} s after the RST: it still had the connection",
+            me_ip,
+            r.after_genuine_from_sender,
+            if r.after_genuine_from_sender == 1 { "" } else { "s" },
+            r.after_data_from_sender,
+            gap
+        ));
+    }
+    if let Some(id) = r.pkt.ip_id {
+        let peer_ids = [
+            r.prev.filter(|p| p.side == peer).and_then(|p| p.ip_id),
+            r.peer.first_ipid,
+            r.peer.ipid.last,
+        ];
+        if id != 0 && peer_ids.contains(&Some(id)) && r.sender.ipid.last != Some(id) {
+            mb += 0.6;
+            ev.push(format!(
+                "IP ID {id} copies the IP ID of a packet from {peer_ip}, as injectors do"
+            ));
+        } else if id == 0 && r.sender.ipid.n > 0 && r.sender.ipid.zero == 0 {
+            ev.push(format!(
+                "IP ID 0 while {me_ip}'s other packets had non-zero IDs (Linux uses 0 for resets sent without a socket)"
+            ));
+        } else if id != 0 && r.sender.ipid.n >= 2 && r.sender.ipid.sequential + 1 >= r.sender.ipid.n
+        {
+            if let Some(last) = r.sender.ipid.last {
+                let d = id.wrapping_sub(last);
+                if (1..=64).contains(&d) {
+                    ep_support += 0.3;
+                    ev.push(format!(
+                        "IP ID {id} continues {me_ip}'s own sequence (last {last})"
+                    ));
+                }
+            }
+        }
+    }
+    if has_ack {
+        if let Some(prev_ack) = r.sender.max_ack {
+            let behind = prev_ack.wrapping_sub(r.pkt.ack) as i32;
+            if behind > 0 && behind < (1 << 30) {
+                mb += 0.6;
+                ev.push(format!(
+                    "the RST acknowledges {} but {} had already acknowledged {} ({} byte{} more)",
+                    r.pkt.ack,
+                    me_ip,
+                    prev_ack,
+                    behind,
+                    if behind == 1 { "" } else { "s" }
+                ));
+            }
+        }
+    }
+    let sender = if mb >= 1.0 {
+        Sender::Middlebox
+    } else {
+        Sender::Endpoint
+    };
+    let sender_conf: f32 = if mb >= 1.0 {
+        (0.6 + 0.2 * mb).min(0.97)
+    } else if base.n == 0 && all_ttl.n == 0 {
+        0.6
+    } else {
+        (0.75 + 0.2 * ep_support - 0.3 * mb).clamp(0.3, 0.95)
+    };
+
+    // ---- timing ----
+    let gap_rst = r.pkt.gap_before;
+    let prev = r.prev;
+    let answers_peer = prev.is_some_and(|p| p.side == peer);
+    let gap_trigger = prev.map(|p| p.gap_before).unwrap_or(0);
+    let idle = idle_check(opts, gap_rst, gap_trigger, r.earlier_max_gap, answers_peer);
+    let idle_before_s = secs(gap_rst.max(if answers_peer { gap_trigger } else { 0 }));
+
+    if let Some(t) = &r.text {
+        ev.push(format!("the RST carries text: \"{t}\""));
+    }
+
+    // ---- cause ----
+    let [os, rs] = r.states;
+    let (cause, base_conf): (Cause, f32) = 'cause: {
+        // 1. Handshake.
+        if me == 1
+            && matches!(os, EpState::SynSent | EpState::SynAckSent)
+            && rs == EpState::Inactive
+        {
+            ev.push(format!(
+                "the SYN from {} was answered by RST{} in {}'s name",
+                peer_ip,
+                if has_ack { "|ACK" } else { "" },
+                me_ip
+            ));
+            if sender == Sender::Middlebox && r.after_genuine_from_sender > 0 {
+                // The real responder answered after all: the reset was injected.
+                ev.push(format!(
+                    "{me_ip} itself went on with the handshake: the RST was injected on the path"
+                ));
+                break 'cause (Cause::FirewallReject, 0.85);
+            }
+            break 'cause (Cause::Refused, 0.95);
+        }
+        // Zeek marks both sides established at the SYN-ACK; the originator
+        // never having sent an ACK is what shows the handshake was not done.
+        if me == 0
+            && r.sender.pkts > 0
+            && r.sender.max_ack.is_none()
+            && r.sender.wire_payload == 0
+            && r.peer.pkts > 0
+            && r.peer.state == EpState::Established
+        {
+            ev.push(format!(
+                "{me_ip} reset the connection instead of acknowledging the SYN-ACK"
+            ));
+            break 'cause (Cause::HandshakeAbort, 0.9);
+        }
+        if me == 0 && rs == EpState::Established && os == EpState::Inactive {
+            // SYN-ACK seen without the SYN, then RST from the originator.
+            ev.push(format!(
+                "{me_ip} reset the connection in answer to a SYN-ACK"
+            ));
+            break 'cause (Cause::HandshakeAbort, 0.8);
+        }
+        if me == 1
+            && !has_ack
+            && r.sender.wire_payload == 0
+            && r.sender.fin_ts.is_none()
+            && r.sender.pkts <= 2
+            && answers_peer
+            && prev.is_some_and(|p| p.ack == r.pkt.seq)
+            && gap_rst < SEC
+            && r.peer.pkts <= 3
+        {
+            ev.push(format!(
+                "{} reset the connection {:.3} s after the handshake completed, having sent nothing but the SYN-ACK (accept queue full, tcp_abort_on_overflow)",
+                me_ip,
+                secs(gap_rst)
+            ));
+            break 'cause (Cause::ListenOverflow, 0.7);
+        }
+
+        // 2. Middlebox.
+        if sender == Sender::Middlebox {
+            if let Some(i) = idle {
+                ev.push(i.sentence(&peer_ip));
+                break 'cause (Cause::IdleTimeout, 0.75);
+            }
+            ev.push(format!(
+                "a device on the path reset an active connection in {}'s name",
+                me_ip
+            ));
+            break 'cause (Cause::FirewallReject, 0.85);
+        }
+
+        // 3. Keepalive.
+        if r.sender.probes >= 1 {
+            let since = r
+                .sender
+                .first_probe_ts
+                .map(|t| secs(r.pkt.ts.0 - t.0))
+                .unwrap_or(0.0);
+            ev.push(format!(
+                "{} keepalive probe{} from {} went unanswered for {:.1} s before the RST",
+                r.sender.probes,
+                if r.sender.probes == 1 { "" } else { "s" },
+                me_ip,
+                since
+            ));
+            break 'cause (
+                Cause::KeepaliveTimeout,
+                if r.sender.probes >= 2 { 0.9 } else { 0.7 },
+            );
+        }
+
+        // 4. Data after close.
+        if let Some(fin) = r.sender.fin_ts {
+            if let Some(pd) = r.peer.last_payload_ts {
+                if pd > fin {
+                    ev.push(format!(
+                        "RST answers data sent {:.2} s after {} closed with FIN",
+                        secs(pd.0 - fin.0),
+                        me_ip
+                    ));
+                    break 'cause (Cause::DataAfterClose, 0.9);
+                }
+            }
+        }
+
+        // 5. Idle.
+        if let Some(i) = idle {
+            ev.push(i.sentence(&peer_ip));
+            break 'cause (Cause::IdleTimeout, 0.8);
+        }
+        if let Some(t) = &r.text {
+            let l = t.to_ascii_lowercase();
+            if l.contains("idle") || l.contains("timeout") || l.contains("timed out") {
+                ev.push("the RST's text names a timeout".to_string());
+                break 'cause (Cause::IdleTimeout, 0.7);
+            }
+        }
+
+        // 6. Reply-style RST: no socket, or an invalid segment.
+        if !has_ack {
+            if let Some(p) =
+                prev.filter(|p| p.side == peer && p.flags & F::ACK != 0 && p.ack == r.pkt.seq)
+            {
+                if let Some(nxt) = r.sender.snd_nxt {
+                    let ahead = p.ack.wrapping_sub(nxt) as i32;
+                    if ahead > 0 {
+                        ev.push(format!(
+                            "the segment it answers acknowledges {ahead} bytes {me_ip} never sent"
+                        ));
+                        break 'cause (Cause::InvalidSegment, 0.6);
+                    }
+                }
+                ev.push(format!(
+                    "reply-style RST (no ACK, seq = the answered segment's ack {}): {} had no socket for this connection",
+                    p.ack, me_ip
+                ));
+                if r.pkt.ip_id == Some(0) {
+                    ev.push("IP ID 0, as Linux uses for resets sent without a socket".to_string());
+                }
+                break 'cause (Cause::UnknownConnection, 0.7);
+            }
+        }
+
+        // 7. Reset from a live socket.
+        if has_ack {
+            let fits = r.sender.snd_nxt.map(|n| n == r.pkt.seq);
+            if fits == Some(true) {
+                ev.push(format!(
+                    "RST|ACK with seq {} = {}'s next sequence number: sent by its socket",
+                    r.pkt.seq, me_ip
+                ));
+            }
+            let peer_last = r.peer.last_payload_ts;
+            let me_last = r.sender.last_payload_ts;
+            let unread = match (peer_last, me_last) {
+                (Some(p), Some(m)) => p > m,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if unread {
+                let p = peer_last.expect("checked");
+                ev.push(format!(
+                    "{} sent data {:.3} s before the RST that {} never answered (unread when it closed)",
+                    peer_ip,
+                    secs(r.pkt.ts.0 - p.0),
+                    me_ip
+                ));
+                break 'cause (Cause::UnreadDataClose, 0.75);
+            }
+            ev.push(format!("{me_ip} aborted the connection without FIN; nothing it received was left unanswered"));
+            break 'cause (Cause::AbortiveClose, 0.7);
+        }
+        (Cause::Unknown, 0.3)
+    };
+
+    // An endpoint verdict keeps at least 0.5 of sender certainty (it is the
+    // default explanation); a middlebox verdict is only as sure as its evidence.
+    let floor = if sender == Sender::Middlebox {
+        0.0
+    } else {
+        0.5
+    };
+    let confidence = base_conf.min(sender_conf.max(floor));
+    let confidence = (confidence * 100.0).round() / 100.0;
+    Some(ResetVerdict {
+        from,
+        sender,
+        cause,
+        confidence,
+        evidence: ev,
+        idle_before_s: (idle_before_s * 1000.0).round() / 1000.0,
+        ttl: r.ttl,
+        expected_ttl: if all_ttl.n > 0 {
+            Some(all_ttl.min)
+        } else {
+            None
+        },
+    })
+}
+
+fn ttl_hops_note(rst: u8, base: u8) -> String {
+    if rst > base {
+        let initial = [32u16, 64, 128, 255]
+            .into_iter()
+            .find(|&i| i >= rst as u16)
+            .unwrap_or(255);
+        let d = initial.saturating_sub(rst as u16);
+        format!(
+            " (the RST came from {d} hop{} away)",
+            if d == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Idle {
+    gap: i64,
+    before_trigger: bool,
+    threshold: f64,
+    auto: bool,
+}
+
+impl Idle {
+    fn sentence(&self, peer: &str) -> String {
+        let mut s = String::new();
+        if self.before_trigger {
+            let _ = write!(
+                s,
+                "{:.1} s idle before {peer}'s segment that the RST answers",
+                secs(self.gap)
+            );
+        } else {
+            let _ = write!(s, "{:.1} s idle before the RST", secs(self.gap));
+        }
+        if self.auto {
+            let _ = write!(
+                s,
+                " (at least 10 times any earlier pause; threshold {:.1} s)",
+                self.threshold
+            );
+        } else {
+            let _ = write!(s, " (threshold {:.1} s)", self.threshold);
+        }
+        s
+    }
+}
+
+fn idle_check(
+    opts: &Options,
+    gap_rst: i64,
+    gap_trigger: i64,
+    earlier_max: i64,
+    answers_peer: bool,
+) -> Option<Idle> {
+    let decide = |gap: i64, earlier: i64| -> Option<(f64, bool)> {
+        match opts.idle_threshold {
+            Some(t) => (secs(gap) >= t).then_some((t, false)),
+            None => {
+                let t = 1.0f64.max(10.0 * secs(earlier));
+                (secs(gap) >= t).then_some((t, true))
+            }
+        }
+    };
+    // Spontaneous: the RST itself follows the quiet period.
+    if let Some((t, auto)) = decide(gap_rst, earlier_max.max(gap_trigger)) {
+        return Some(Idle {
+            gap: gap_rst,
+            before_trigger: false,
+            threshold: t,
+            auto,
+        });
+    }
+    // On the first segment after the quiet period, answered at once.
+    if answers_peer && gap_rst < SEC {
+        if let Some((t, auto)) = decide(gap_trigger, earlier_max) {
+            return Some(Idle {
+                gap: gap_trigger,
+                before_trigger: true,
+                threshold: t,
+                auto,
+            });
+        }
+    }
+    None
+}
+
+/// The segment an RST answers, for display.
+pub fn describe_packet(p: &PacketNote) -> String {
+    let mut f = String::new();
+    for (bit, name) in [
+        (F::SYN, "SYN"),
+        (F::FIN, "FIN"),
+        (F::RST, "RST"),
+        (F::PSH, "PSH"),
+        (F::ACK, "ACK"),
+    ] {
+        if p.flags & bit != 0 {
+            if !f.is_empty() {
+                f.push('|');
+            }
+            f.push_str(name);
+        }
+    }
+    format!("{f} seq {} ack {} len {}", p.seq, p.ack, p.len)
+}

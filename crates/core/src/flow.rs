@@ -1,0 +1,1610 @@
+//! The TCP connection tracker.
+//!
+//! [`Tracker::packet`] takes one decoded [`Segment`] and its capture time and
+//! updates the connection it belongs to. Connection state follows Zeek's TCP
+//! analyzer (`TCPSessionAdapter.cc`, `TCP_Endpoint.cc`, `TCP_Reassembler.cc`)
+//! closely enough that `conn_state` and `history` agree with Zeek's logs:
+//!
+//! - endpoint states `INACTIVE`, `SYN_SENT`, `SYN_ACK_SENT`, `PARTIAL`,
+//!   `ESTABLISHED`, `CLOSED`, `RESET` with Zeek's transitions;
+//! - history letters (`S H A D F R T G W I Q ^`, upper case for the
+//!   originator), with Zeek's repeat rules: `A D I Q` once per direction,
+//!   `S H F R` again when the sequence number differs, `T G W` at 1, 10,
+//!   100, ... occurrences;
+//! - the originator is the host that sent the SYN; a connection first seen
+//!   mid-stream is "flipped" when its source port looks like a server port
+//!   (Zeek's `likely_server_ports` heuristic), recorded as `^`;
+//! - port reuse: a new SYN on a closed connection (or with another initial
+//!   sequence number) starts a new connection;
+//! - connections are removed on Zeek's timers (5 s after a close or reset,
+//!   5 s for an unanswered attempt), evaluated lazily in capture time.
+//!
+//! Deliberate difference from Zeek: Zeek expires connections idle for 5
+//! minutes; rstscope keeps them for [`TrackerConfig::idle_retire`] (2 h 5 min
+//! by default, longer than Linux's keepalive time) because a reset after a
+//! long idle period is exactly what it must explain. Checksums are not
+//! verified (like `zeek -C`): offloaded checksums are normal in captures.
+//!
+//! Alongside Zeek's state, every connection records the evidence the
+//! [`crate::classify`] module needs: hop-count baselines, IP ID patterns,
+//! FIN and data times, keepalive probes, the first RST and the segment it
+//! answered, and packets that came after it.
+
+use crate::time::Timestamp;
+use crate::wire::{flags as F, Addr, Segment};
+use rustc_hash::FxHashMap;
+
+const ORIG: usize = 0;
+const RESP: usize = 1;
+const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
+const SEC: i64 = 1_000_000_000;
+/// Zeek's `tcp_close_delay` and `tcp_reset_delay`.
+const CLOSE_DELAY: i64 = 5 * SEC;
+/// Zeek's `tcp_attempt_delay`.
+const ATTEMPT_DELAY: i64 = 5 * SEC;
+/// Longest RST payload kept as evidence.
+const MAX_RST_TEXT: usize = 160;
+/// Out-of-order blocks remembered per direction for gap detection.
+const MAX_BLOCKS: usize = 16;
+
+/// Ports Zeek's base scripts add to `likely_server_ports` (the analyzers'
+/// well-known ports), used to orient connections first seen mid-stream.
+pub const LIKELY_SERVER_PORTS: &[u16] = &[
+    21, 22, 23, 25, 53, 80, 81, 88, 110, 111, 135, 139, 143, 389, 443, 445, 465, 502, 563, 585,
+    587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2049, 2811, 3128, 3268, 3306,
+    3389, 5060, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+];
+
+/// Zeek's endpoint states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EpState {
+    /// Nothing seen from this endpoint.
+    #[default]
+    Inactive,
+    /// SYN sent.
+    SynSent,
+    /// SYN-ACK sent.
+    SynAckSent,
+    /// Data seen without a SYN (mid-stream).
+    Partial,
+    /// Handshake done.
+    Established,
+    /// FIN sent.
+    Closed,
+    /// RST sent.
+    Reset,
+}
+
+/// A (count, next threshold) pair for Zeek's logarithmic history letters.
+#[derive(Clone, Copy, Debug)]
+struct Scaled {
+    count: u32,
+    thresh: u32,
+}
+
+impl Default for Scaled {
+    fn default() -> Self {
+        Scaled {
+            count: 0,
+            thresh: 1,
+        }
+    }
+}
+
+impl Scaled {
+    /// Counts one more; true when the count reaches 1, 10, 100, ...
+    fn hit(&mut self) -> bool {
+        self.count = self.count.saturating_add(1);
+        if self.count == self.thresh {
+            self.thresh = self.thresh.saturating_mul(10);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One direction of a connection: Zeek's endpoint state plus evidence.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoint {
+    /// Address.
+    pub addr: Addr,
+    /// Port.
+    pub port: u16,
+    /// Zeek state.
+    pub state: EpState,
+    /// Zeek state before the last change.
+    pub prev_state: EpState,
+    start_seq: u32,
+    last_seq: u32,
+    ack_seq: u32,
+    seq_wraps: u32,
+    ack_wraps: u32,
+    hist_last_syn: u64,
+    hist_last_fin: u64,
+    hist_last_rst: u64,
+    fin_cnt: u32,
+    fin_rel_seq: u64,
+    did_close: bool,
+    rxmit: Scaled,
+    win0: Scaled,
+    gap: Scaled,
+    // Reassembly model for gap detection (relative sequence numbers).
+    reassem_end: u64,
+    trim_seq: u64,
+    blocks: Vec<(u64, u64)>,
+
+    /// Packets sent.
+    pub pkts: u64,
+    /// IP-level bytes sent (payload + headers are not known exactly; payload
+    /// plus 40 is used).
+    pub ip_bytes: u64,
+    /// Payload bytes on the wire, retransmissions included.
+    pub wire_payload: u64,
+    /// Time of the first packet from this side.
+    pub first_ts: Option<Timestamp>,
+    /// Time of the last packet from this side.
+    pub last_ts: Option<Timestamp>,
+    /// Time of the last packet carrying payload.
+    pub last_payload_ts: Option<Timestamp>,
+    /// Time of the first FIN.
+    pub fin_ts: Option<Timestamp>,
+    /// Hop-count baseline: TTLs (or hop limits) of this side's non-RST packets.
+    pub ttl: TtlBaseline,
+    /// IP ID pattern of this side's non-RST IPv4 packets.
+    pub ipid: IpIdPattern,
+    /// Highest sequence number sent + segment length (absolute).
+    pub snd_nxt: Option<u32>,
+    /// Highest acknowledgment number sent (absolute).
+    pub max_ack: Option<u32>,
+    /// Keepalive probes sent since the peer last spoke.
+    pub probes: u32,
+    /// Time of the first of those probes.
+    pub first_probe_ts: Option<Timestamp>,
+    /// IP ID of the first packet (usually the SYN).
+    pub first_ipid: Option<u16>,
+}
+
+/// TTL / hop-limit baseline of one endpoint.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TtlBaseline {
+    /// Packets counted.
+    pub n: u32,
+    /// Lowest TTL seen.
+    pub min: u8,
+    /// Highest TTL seen.
+    pub max: u8,
+}
+
+impl TtlBaseline {
+    fn add(&mut self, ttl: u8) {
+        if self.n == 0 {
+            self.min = ttl;
+            self.max = ttl;
+        } else {
+            self.min = self.min.min(ttl);
+            self.max = self.max.max(ttl);
+        }
+        self.n = self.n.saturating_add(1);
+    }
+    /// Whether `ttl` lies within the baseline.
+    pub fn fits(&self, ttl: u8) -> bool {
+        self.n > 0 && ttl >= self.min && ttl <= self.max
+    }
+}
+
+/// IP ID pattern of one endpoint's IPv4 packets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IpIdPattern {
+    /// Packets counted.
+    pub n: u32,
+    /// Packets with IP ID 0.
+    pub zero: u32,
+    /// Packets whose IP ID was the previous one plus 1..=64.
+    pub sequential: u32,
+    /// The last IP ID seen.
+    pub last: Option<u16>,
+}
+
+impl IpIdPattern {
+    fn add(&mut self, id: u16) {
+        self.n = self.n.saturating_add(1);
+        if id == 0 {
+            self.zero += 1;
+        }
+        if let Some(prev) = self.last {
+            let d = id.wrapping_sub(prev);
+            if (1..=64).contains(&d) {
+                self.sequential += 1;
+            }
+        }
+        self.last = Some(id);
+    }
+}
+
+/// A compact record of one packet, kept for the segment an RST answers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketNote {
+    /// Capture time.
+    pub ts: Timestamp,
+    /// 0 = originator, 1 = responder (at the time it was recorded; flips update it).
+    pub side: usize,
+    /// TCP flags.
+    pub flags: u8,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// Payload length.
+    pub len: u32,
+    /// IP ID (IPv4).
+    pub ip_id: Option<u16>,
+    /// Time since the packet before it in the connection (ns), 0 for the first.
+    pub gap_before: i64,
+}
+
+/// Everything known about the first RST of a connection at the moment it arrived.
+#[derive(Clone, Debug)]
+pub struct RstNote {
+    /// The RST packet itself.
+    pub pkt: PacketNote,
+    /// Its TTL / hop limit.
+    pub ttl: u8,
+    /// Printable text carried in its payload, if any.
+    pub text: Option<String>,
+    /// The packet just before it in the connection (what it may answer).
+    pub prev: Option<PacketNote>,
+    /// Longest gap between packets before the RST (ns), excluding the gap
+    /// just before `prev` and the gap before the RST itself.
+    pub earlier_max_gap: i64,
+    /// States of (originator, responder) just before the RST.
+    pub states: [EpState; 2],
+    /// Snapshot of the sender's endpoint just before the RST.
+    pub sender: EndpointSnapshot,
+    /// Snapshot of the peer's endpoint just before the RST.
+    pub peer: EndpointSnapshot,
+    /// Packets from the RST's sender after it (RSTs excluded).
+    pub after_from_sender: u32,
+    /// Of those, packets with payload.
+    pub after_data_from_sender: u32,
+    /// Of those, packets whose TTL fits the sender's earlier baseline.
+    pub after_genuine_from_sender: u32,
+    /// Time from the RST to the first later packet from the sender.
+    pub after_first_gap: Option<i64>,
+}
+
+/// The parts of an [`Endpoint`] the classifier needs, frozen at RST time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EndpointSnapshot {
+    /// Packets sent before the RST.
+    pub pkts: u64,
+    /// Payload bytes sent before the RST.
+    pub wire_payload: u64,
+    /// Time of its last packet with payload.
+    pub last_payload_ts: Option<Timestamp>,
+    /// Time of its first FIN.
+    pub fin_ts: Option<Timestamp>,
+    /// Highest seq + len sent.
+    pub snd_nxt: Option<u32>,
+    /// Highest ack sent.
+    pub max_ack: Option<u32>,
+    /// TTL baseline.
+    pub ttl: TtlBaseline,
+    /// IP ID pattern.
+    pub ipid: IpIdPattern,
+    /// Unanswered keepalive probes just before the RST.
+    pub probes: u32,
+    /// Time of the first of them.
+    pub first_probe_ts: Option<Timestamp>,
+    /// IP ID of its first packet.
+    pub first_ipid: Option<u16>,
+    /// Whether it sent a SYN-ACK (responder) / completed the handshake.
+    pub state: EpState,
+}
+
+impl Endpoint {
+    fn snapshot(&self) -> EndpointSnapshot {
+        EndpointSnapshot {
+            pkts: self.pkts,
+            wire_payload: self.wire_payload,
+            last_payload_ts: self.last_payload_ts,
+            fin_ts: self.fin_ts,
+            snd_nxt: self.snd_nxt,
+            max_ack: self.max_ack,
+            ttl: self.ttl,
+            ipid: self.ipid,
+            probes: self.probes,
+            first_probe_ts: self.first_probe_ts,
+            first_ipid: self.first_ipid,
+            state: self.state,
+        }
+    }
+
+    fn full(seq: u32, wraps: u32) -> u64 {
+        ((wraps as u64) << 32) | seq as u64
+    }
+
+    fn rel(&self, seq: u32, wraps: u32) -> u64 {
+        Self::full(seq, wraps).wrapping_sub(self.start_seq as u64)
+    }
+
+    fn init_start(&mut self, s: u32) {
+        self.start_seq = s;
+    }
+
+    fn update_last_seq(&mut self, s: u32) {
+        if s < self.last_seq {
+            self.seq_wraps += 1;
+        }
+        self.last_seq = s;
+    }
+
+    fn update_ack_seq(&mut self, s: u32) {
+        if s < self.ack_seq {
+            self.ack_wraps += 1;
+        }
+        self.ack_seq = s;
+    }
+
+    fn no_data_acked(&self) -> bool {
+        self.ack_wraps == 0
+            && (self.ack_seq == self.start_seq || self.ack_seq == self.start_seq.wrapping_add(1))
+    }
+
+    /// Zeek's `TCP_Endpoint::Size()`: bytes sent, from sequence numbers.
+    pub fn size(&self, peer_state: EpState) -> u64 {
+        if self.prev_state == EpState::SynSent
+            && self.state == EpState::Reset
+            && peer_state == EpState::Inactive
+            && !self.no_data_acked()
+        {
+            return 0;
+        }
+        let last = Self::full(self.last_seq, self.seq_wraps);
+        let ack = Self::full(self.ack_seq, self.ack_wraps);
+        let top = last.max(ack);
+        let mut size = top.wrapping_sub(self.start_seq as u64);
+        if size > (1u64 << 48) {
+            // start above top: nonsense sequence numbers; Zeek would print a
+            // huge unsigned value, we report 0.
+            return 0;
+        }
+        size = size.saturating_sub(1);
+        if self.fin_cnt > 0 && size != 0 {
+            size -= 1;
+        }
+        size
+    }
+
+    fn set_state(&mut self, s: EpState) {
+        if s != self.state {
+            self.prev_state = self.state;
+            self.state = s;
+        }
+    }
+
+    fn is_clean(&self) -> bool {
+        self.state == EpState::Established
+            || (self.state == EpState::Closed && self.prev_state == EpState::Established)
+    }
+}
+
+#[inline]
+fn seq_delta(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+/// One TCP connection.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    /// Originator (index 0) and responder (index 1).
+    pub ep: [Endpoint; 2],
+    /// First packet.
+    pub start: Timestamp,
+    /// Zeek's `LastTime()`: the last packet before both sides closed.
+    pub last_time: Timestamp,
+    /// The last packet of any kind.
+    pub last_pkt: Timestamp,
+    /// Zeek's history string.
+    pub history: String,
+    hist_seen: u32,
+    is_partial: bool,
+    first_packet_seen: u8,
+    /// RST packets seen.
+    pub resets: u32,
+    /// The first RST and its context.
+    pub rst: Option<Box<RstNote>>,
+    prev: Option<PacketNote>,
+    prev_gap: i64,
+    max_gap_before_prev: i64,
+    delete_at: Option<i64>,
+    attempt_at: Option<i64>,
+}
+
+const HIST_SYN: u32 = 0x1;
+const HIST_FIN: u32 = 0x2;
+const HIST_RST: u32 = 0x4;
+const HIST_FIN_RST: u32 = 0x8;
+const HIST_DATA: u32 = 0x10;
+const HIST_ACK: u32 = 0x20;
+const HIST_MULTI: u32 = 0x40;
+
+impl Conn {
+    fn new(ts: Timestamp, seg: &Segment, flip: bool) -> Conn {
+        let mut a = Endpoint {
+            addr: seg.src,
+            port: seg.sport,
+            ..Default::default()
+        };
+        let mut b = Endpoint {
+            addr: seg.dst,
+            port: seg.dport,
+            ..Default::default()
+        };
+        for e in [&mut a, &mut b] {
+            e.reassem_end = 1;
+            e.trim_seq = 1;
+        }
+        let mut c = Conn {
+            ep: [a, b],
+            start: ts,
+            last_time: ts,
+            last_pkt: ts,
+            history: String::with_capacity(16),
+            hist_seen: 0,
+            is_partial: false,
+            first_packet_seen: 0,
+            resets: 0,
+            rst: None,
+            prev: None,
+            prev_gap: 0,
+            max_gap_before_prev: 0,
+            delete_at: None,
+            attempt_at: Some(ts.0.saturating_add(ATTEMPT_DELAY)),
+        };
+        if flip {
+            c.flip_roles();
+        }
+        c
+    }
+
+    /// Zeek's `conn_state` for this connection as it stands.
+    pub fn conn_state(&self) -> &'static str {
+        use EpState::*;
+        let os = self.ep[ORIG].state;
+        let rs = self.ep[RESP].state;
+        let o_inactive = matches!(os, Inactive | Partial);
+        let r_inactive = matches!(rs, Inactive | Partial);
+        if rs == Reset {
+            if matches!(os, SynSent | SynAckSent)
+                || (os == Reset && self.orig_bytes() == 0 && self.resp_bytes() == 0)
+            {
+                "REJ"
+            } else if o_inactive {
+                "RSTRH"
+            } else {
+                "RSTR"
+            }
+        } else if os == Reset {
+            if r_inactive {
+                if rstos0_history(&self.history) {
+                    "RSTOS0"
+                } else {
+                    "OTH"
+                }
+            } else {
+                "RSTO"
+            }
+        } else if rs == Closed && os == Closed {
+            "SF"
+        } else if os == Closed {
+            if r_inactive {
+                "SH"
+            } else {
+                "S2"
+            }
+        } else if rs == Closed {
+            if o_inactive {
+                "SHR"
+            } else {
+                "S3"
+            }
+        } else if os == SynSent && rs == Inactive {
+            "S0"
+        } else if os == Established && rs == Established {
+            "S1"
+        } else {
+            "OTH"
+        }
+    }
+
+    /// Zeek's `orig_bytes` (from sequence numbers).
+    pub fn orig_bytes(&self) -> u64 {
+        self.ep[ORIG].size(self.ep[RESP].state)
+    }
+
+    /// Zeek's `resp_bytes` (from sequence numbers).
+    pub fn resp_bytes(&self) -> u64 {
+        self.ep[RESP].size(self.ep[ORIG].state)
+    }
+
+    fn add_history(&mut self, is_orig: bool, code: u8) {
+        let c = if is_orig {
+            code
+        } else {
+            code.to_ascii_lowercase()
+        };
+        self.history.push(c as char);
+    }
+
+    /// Zeek's `CheckHistory`: records the letter the first time; returns
+    /// true if it had been seen before.
+    fn check_history(&mut self, is_orig: bool, mask: u32, code: u8) -> bool {
+        let mask = if is_orig { mask } else { mask << 16 };
+        if self.hist_seen & mask == 0 {
+            self.hist_seen |= mask;
+            self.add_history(is_orig, code);
+            false
+        } else {
+            true
+        }
+    }
+
+    fn flip_roles(&mut self) {
+        self.ep.swap(0, 1);
+        self.first_packet_seen =
+            ((self.first_packet_seen & 1) << 1) | ((self.first_packet_seen & 2) >> 1);
+        self.is_partial = false;
+        self.history.push('^');
+        if let Some(p) = self.prev.as_mut() {
+            p.side ^= 1;
+        }
+        if let Some(r) = self.rst.as_mut() {
+            r.pkt.side ^= 1;
+            r.states.swap(0, 1);
+            if let Some(p) = r.prev.as_mut() {
+                p.side ^= 1;
+            }
+        }
+    }
+
+    /// Whether Zeek would have removed this connection by time `t`.
+    fn expired(&self, t: i64, idle_retire: i64) -> bool {
+        if let Some(d) = self.delete_at {
+            if t >= d {
+                return true;
+            }
+        }
+        if let Some(a) = self.attempt_at {
+            if t >= a
+                && matches!(self.ep[ORIG].state, EpState::SynSent | EpState::SynAckSent)
+                && self.ep[RESP].state == EpState::Inactive
+            {
+                return true;
+            }
+        }
+        t.saturating_sub(self.last_pkt.0) >= idle_retire
+    }
+
+    fn is_closed(&self) -> bool {
+        self.ep[ORIG].did_close || self.ep[RESP].did_close
+    }
+
+    /// Zeek's `IsReuse`: does this SYN start a new connection?
+    fn is_reuse(&self, seg: &Segment) -> bool {
+        if !seg.has(F::SYN) {
+            return false;
+        }
+        let mut conn_orig = ORIG;
+        if seg.has(F::ACK) {
+            if self.ep[ORIG].state != EpState::Inactive {
+                return false;
+            }
+            conn_orig = RESP;
+        }
+        if !self.is_closed() {
+            let o = &self.ep[conn_orig];
+            if seg.seq == o.start_seq {
+                return false;
+            }
+            if !seg.has(F::ACK)
+                && o.state == EpState::SynAckSent
+                && self.ep[RESP].state == EpState::Inactive
+                && seg.seq == self.ep[RESP].start_seq
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn process(&mut self, ts: Timestamp, is_orig: bool, seg: &Segment) {
+        let me = if is_orig { ORIG } else { RESP };
+        let other = 1 - me;
+        let fl = seg.flags;
+        let syn = fl & F::SYN != 0;
+        let fin = fl & F::FIN != 0;
+        let rst = fl & F::RST != 0;
+        let ackf = fl & F::ACK != 0;
+        let len = seg.payload_len;
+        let base_seq = seg.seq;
+        let ack_seq = seg.ack;
+
+        // SetPartialStatus
+        if is_orig {
+            if self.first_packet_seen & 1 == 0 {
+                self.is_partial = !syn || ackf;
+            }
+        } else if self.first_packet_seen & 2 == 0 && !self.is_partial {
+            self.is_partial = !syn;
+        }
+
+        let mut seg_len = len as i64 + syn as i64 + fin as i64;
+        if rst {
+            seg_len -= len as i64;
+        }
+        let seq_one_past = base_seq.wrapping_add(seg_len as u32);
+
+        // init_endpoint
+        {
+            let e = &mut self.ep[me];
+            match e.state {
+                EpState::Inactive => {
+                    let mut last = seq_one_past;
+                    if syn {
+                        e.ack_seq = base_seq;
+                        e.init_start(base_seq);
+                    } else {
+                        e.ack_seq = base_seq.wrapping_sub(1);
+                        e.init_start(base_seq.wrapping_sub(1));
+                        last = base_seq;
+                    }
+                    e.last_seq = last;
+                }
+                EpState::SynSent | EpState::SynAckSent => {
+                    if syn && base_seq != e.start_seq {
+                        e.init_start(base_seq);
+                        e.ack_seq = base_seq;
+                        e.last_seq = seq_one_past;
+                    }
+                }
+                EpState::Established | EpState::Partial => {
+                    if syn {
+                        e.init_start(base_seq);
+                        e.ack_seq = base_seq;
+                        e.last_seq = seq_one_past;
+                    }
+                }
+                EpState::Reset => {
+                    if syn && e.prev_state == EpState::Inactive {
+                        e.init_start(base_seq);
+                        e.ack_seq = base_seq;
+                        e.last_seq = seq_one_past;
+                    }
+                }
+                EpState::Closed => {}
+            }
+        }
+
+        let (rel_seq, seq_underflow) = get_relative_seq(
+            &self.ep[me],
+            base_seq,
+            self.ep[me].last_seq,
+            self.ep[me].seq_wraps,
+        );
+
+        // update_history
+        let bits = syn as u8 + fin as u8 + rst as u8;
+        if bits > 1 {
+            if fin && rst {
+                self.check_history(is_orig, HIST_FIN_RST, b'I');
+            } else {
+                self.check_history(is_orig, HIST_MULTI, b'Q');
+            }
+        } else if bits == 1 {
+            if syn {
+                let code = if ackf { b'H' } else { b'S' };
+                if self.check_history(is_orig, HIST_SYN, code)
+                    && rel_seq != self.ep[me].hist_last_syn
+                {
+                    self.add_history(is_orig, code);
+                }
+                self.ep[me].hist_last_syn = rel_seq;
+            }
+            if fin {
+                let v = rel_seq.wrapping_add(len as u64);
+                if self.check_history(is_orig, HIST_FIN, b'F') && v != self.ep[me].hist_last_fin {
+                    self.add_history(is_orig, b'F');
+                }
+                self.ep[me].hist_last_fin = v;
+            }
+            if rst {
+                if self.check_history(is_orig, HIST_RST, b'R')
+                    && rel_seq != self.ep[me].hist_last_rst
+                {
+                    self.add_history(is_orig, b'R');
+                }
+                self.ep[me].hist_last_rst = rel_seq;
+            }
+        } else if len > 0 {
+            self.check_history(is_orig, HIST_DATA, b'D');
+        } else if ackf {
+            self.check_history(is_orig, HIST_ACK, b'A');
+        }
+
+        // update_window: only the zero-window history letter matters here.
+        if seg.window == 0
+            && !rst
+            && self.ep[other].state != EpState::Closed
+            && self.ep[me].state != EpState::Reset
+            && self.ep[me].win0.hit()
+        {
+            self.add_history(is_orig, b'W');
+        }
+
+        if !self.ep[ORIG].did_close || !self.ep[RESP].did_close {
+            self.last_time = ts;
+        }
+
+        if fin {
+            self.ep[me].fin_cnt += 1;
+            self.ep[me].fin_rel_seq = rel_seq.wrapping_add(seg_len as u64);
+        }
+
+        let mut rel_ack: u64 = 0;
+        if ackf {
+            if self.ep[other].state == EpState::Inactive {
+                rel_ack = 1;
+                let p = &mut self.ep[other];
+                let s = ack_seq.wrapping_sub(1);
+                p.init_start(s);
+                p.ack_seq = s;
+                p.last_seq = s;
+            } else {
+                let p = &self.ep[other];
+                let (r, under) = get_relative_seq(p, ack_seq, p.ack_seq, p.ack_wraps);
+                if under {
+                    rel_ack = 0;
+                } else {
+                    rel_ack = r;
+                    if !rst {
+                        let p = &mut self.ep[other];
+                        let d = seq_delta(ack_seq, p.ack_seq);
+                        if !(ack_seq == 0 && d > TOO_LARGE_SEQ_DELTA) && d > 0 {
+                            p.update_ack_seq(ack_seq);
+                        }
+                    }
+                }
+            }
+        }
+
+        // update_last_seq
+        let delta_last;
+        {
+            let e = &mut self.ep[me];
+            delta_last = seq_delta(seq_one_past, e.last_seq);
+            if (syn || rst) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta_last) {
+            } else if fin && e.last_seq == e.start_seq.wrapping_add(1) {
+                e.update_last_seq(seq_one_past);
+            } else if e.state == EpState::Reset {
+            } else if delta_last > 0 {
+                e.update_last_seq(seq_one_past);
+            } else if len > 0 && e.rxmit.hit() {
+                self.add_history(is_orig, b'T');
+            }
+        }
+
+        let (do_close, _gen_event, flipped) = self.update_state_machine(me, is_orig, seg);
+        let (me, other, is_orig) = if flipped {
+            (other, me, !is_orig)
+        } else {
+            (me, other, is_orig)
+        };
+
+        if ackf {
+            self.ack_received(other, rel_ack);
+        }
+
+        // Zeek hands payload to its reassembler only when it was captured
+        // whole: in snapped captures the peer's ACKs then reveal "gaps".
+        if len > 0 && !rst && !seq_underflow && seg.caplen >= len {
+            let rel_data = if syn { rel_seq + 1 } else { rel_seq };
+            self.data_sent(me, rel_data, len as u64);
+        }
+
+        // CheckPIA_FirstPacket
+        self.first_packet_seen |= if is_orig { 1 } else { 2 };
+
+        if do_close {
+            self.connection_closed(me);
+        }
+    }
+
+    /// Returns (do_close, gen_event, flipped).
+    fn update_state_machine(
+        &mut self,
+        me: usize,
+        is_orig: bool,
+        seg: &Segment,
+    ) -> (bool, bool, bool) {
+        use EpState::*;
+        let other = 1 - me;
+        let fl = seg.flags;
+        let syn = fl & F::SYN != 0;
+        let fin = fl & F::FIN != 0;
+        let rst = fl & F::RST != 0;
+        let ackf = fl & F::ACK != 0;
+        let len = seg.payload_len;
+        let mut do_close = false;
+        let mut gen_event = false;
+        match self.ep[me].state {
+            Inactive => {
+                if syn {
+                    if is_orig {
+                        // A SYN from the originator: attempt (SYN-ACK from the originator is odd but allowed).
+                        self.ep[me].set_state(if ackf { SynAckSent } else { SynSent });
+                    } else {
+                        if ackf {
+                            // SYN-ACK from the responder: nothing else to check.
+                        } else if self.ep[other].state == SynAckSent
+                            && seg.seq == self.ep[me].start_seq
+                        {
+                            // SYN/SYN-ACK seen in reverse order: flip and
+                            // establish. After the swap this packet's
+                            // endpoint sits in slot `other`.
+                            self.is_partial = false;
+                            self.flip_roles();
+                            self.ep[me].set_state(Established);
+                            self.first_packet_seen |= 1;
+                            self.ep[other].set_state(Established);
+                            return (false, false, true);
+                        }
+                        if self.ep[other].state == SynSent {
+                            self.ep[other].set_state(Established);
+                        }
+                        self.ep[me].set_state(Established);
+                    }
+                }
+                if fin {
+                    // FIN with no handshake seen.
+                    self.ep[me].set_state(Closed);
+                    do_close = true;
+                    gen_event = true;
+                }
+                if rst {
+                    // RST as the first packet from this side.
+                    self.ep[me].set_state(Reset);
+                    let is_reject = if is_orig {
+                        self.ep[other].state == Established
+                    } else {
+                        matches!(self.ep[other].state, SynSent | SynAckSent)
+                    };
+                    do_close = true;
+                    gen_event = !is_reject;
+                }
+                if self.ep[me].state == Inactive {
+                    if !is_orig && len == 0 && self.ep[ORIG].state == SynSent {
+                        // A bare ACK of the SYN before the SYN-ACK: not a partial connection.
+                    } else if ackf && self.ep[other].state == Established {
+                        // Missed the originator's SYN but saw the SYN-ACK: establish.
+                        self.ep[me].set_state(Established);
+                        self.is_partial = false;
+                        self.first_packet_seen |= if is_orig { 1 } else { 2 };
+                    } else {
+                        // Mid-stream traffic.
+                        self.ep[me].set_state(Partial);
+                    }
+                }
+            }
+            SynSent | SynAckSent => {
+                if fin {
+                    // FIN while the handshake is incomplete.
+                    self.ep[me].set_state(Closed);
+                    do_close = true;
+                    gen_event = true;
+                }
+                if rst {
+                    // RST while the handshake is incomplete.
+                    self.ep[me].set_state(Reset);
+                    do_close = true;
+                }
+            }
+            Established | Partial => {
+                if syn && self.ep[me].state == Partial && self.ep[other].state == Inactive && !ackf
+                {
+                    // A SYN after mid-stream data: treat as a new attempt.
+                    self.ep[me].set_state(SynSent);
+                }
+                if fin && !rst {
+                    // Orderly close of this direction.
+                    self.ep[me].set_state(Closed);
+                    if self.ep[other].state == Reset && self.ep[other].prev_state == Closed {
+                        // The peer's FIN then RST was a normal termination after all.
+                        self.ep[other].set_state(Closed);
+                    }
+                    do_close = true;
+                    gen_event = true;
+                }
+                if rst {
+                    // Abort of an open connection.
+                    self.ep[me].set_state(Reset);
+                    do_close = true;
+                }
+            }
+            Closed => {
+                if rst && self.ep[other].state != Closed {
+                    // RST after our FIN while the peer is still open.
+                    self.ep[me].set_state(Reset);
+                    if !self.ep[me].did_close {
+                        do_close = true;
+                    }
+                    // Zeek's ResetTimer removes the connection 5 s later.
+                    let d = self.last_pkt.0.saturating_add(CLOSE_DELAY);
+                    self.delete_at = Some(self.delete_at.map_or(d, |x| x.min(d)));
+                }
+            }
+            Reset => {}
+        }
+        (do_close, gen_event, false)
+    }
+
+    /// Zeek's `ConnectionClosed` without application analyzers.
+    fn connection_closed(&mut self, me: usize) {
+        let other = 1 - me;
+        if self.ep[me].did_close {
+            return;
+        }
+        self.ep[me].did_close = true;
+        let complete = self.ep[me].state == EpState::Reset
+            || self.ep[other].did_close
+            || self.ep[other].state == EpState::Inactive;
+        if complete {
+            // CancelTimers + ConnDeleteTimer at LastTime + tcp_close_delay.
+            self.attempt_at = None;
+            self.delete_at = Some(self.last_time.0.saturating_add(CLOSE_DELAY));
+        }
+    }
+
+    /// The peer acknowledged `me`'s stream up to relative sequence `seq`.
+    fn ack_received(&mut self, me: usize, seq: u64) {
+        let other = 1 - me;
+        let mut seq = seq;
+        let e = &self.ep[me];
+        if e.fin_cnt > 0 && seq >= e.fin_rel_seq {
+            seq = e.fin_rel_seq.saturating_sub(1);
+        }
+        if seq <= e.trim_seq {
+            return;
+        }
+        self.ep[me].trim_seq = seq;
+        if seq > self.ep[me].reassem_end {
+            self.undelivered(me, other, seq);
+        }
+        self.ep[me].blocks.retain(|b| b.1 > seq);
+    }
+
+    fn undelivered(&mut self, me: usize, other: usize, up_to: u64) {
+        if up_to <= 2 && self.is_partial {
+            return;
+        }
+        let clean = self.ep[me].is_clean() && self.ep[other].is_clean();
+        let is_orig = me == ORIG;
+        // Deliver buffered blocks below up_to, with a gap before each hole.
+        self.ep[me].blocks.sort_unstable();
+        let blocks = std::mem::take(&mut self.ep[me].blocks);
+        let mut keep = Vec::new();
+        for (s, e) in blocks {
+            if e <= self.ep[me].reassem_end {
+                continue;
+            }
+            if s >= up_to {
+                keep.push((s, e));
+                continue;
+            }
+            if s > self.ep[me].reassem_end && clean && self.ep[me].gap.hit() {
+                self.add_history(is_orig, b'G');
+            }
+            self.ep[me].reassem_end = self.ep[me].reassem_end.max(e);
+        }
+        self.ep[me].blocks = keep;
+        if up_to > self.ep[me].reassem_end {
+            if clean && self.ep[me].gap.hit() {
+                self.add_history(is_orig, b'G');
+            }
+            self.ep[me].reassem_end = up_to;
+        }
+    }
+
+    fn data_sent(&mut self, me: usize, seq: u64, len: u64) {
+        let e = &mut self.ep[me];
+        let ack = e.rel(e.ack_seq, e.ack_wraps);
+        let mut seq = seq;
+        let upper = seq + len;
+        if seq < ack {
+            if upper <= ack {
+                return;
+            }
+            seq = ack;
+        }
+        if seq <= e.reassem_end {
+            if upper > e.reassem_end {
+                e.reassem_end = upper;
+                // Deliver buffered blocks that are now contiguous.
+                loop {
+                    let end = e.reassem_end;
+                    let mut advanced = false;
+                    for b in e.blocks.iter() {
+                        if b.0 <= end && b.1 > end {
+                            e.reassem_end = b.1;
+                            advanced = true;
+                        }
+                    }
+                    if !advanced {
+                        break;
+                    }
+                }
+                let end = e.reassem_end;
+                e.blocks.retain(|b| b.1 > end);
+            }
+        } else if e.blocks.len() < MAX_BLOCKS {
+            e.blocks.push((seq, upper));
+        }
+    }
+
+    /// Records evidence for the classifier; called for every packet after
+    /// Zeek's processing.
+    /// `before` holds the Zeek states of (originator, responder) before this packet.
+    fn note(&mut self, ts: Timestamp, me: usize, seg: &Segment, before: [EpState; 2]) {
+        let rst = seg.has(F::RST);
+        let gap = if self.ep[ORIG].pkts + self.ep[RESP].pkts == 0 {
+            0
+        } else {
+            ts.0 - self.last_pkt.0
+        };
+        let note = PacketNote {
+            ts,
+            side: me,
+            flags: seg.flags,
+            seq: seg.seq,
+            ack: seg.ack,
+            len: seg.payload_len,
+            ip_id: seg.ip_id,
+            gap_before: gap,
+        };
+
+        if rst {
+            self.resets = self.resets.saturating_add(1);
+            if self.rst.is_none() {
+                let text = rst_text(seg.payload);
+                self.rst = Some(Box::new(RstNote {
+                    pkt: note,
+                    ttl: seg.ttl,
+                    text,
+                    prev: self.prev,
+                    earlier_max_gap: self.max_gap_before_prev,
+                    states: before,
+                    sender: self.ep[me].snapshot(),
+                    peer: self.ep[1 - me].snapshot(),
+                    after_from_sender: 0,
+                    after_data_from_sender: 0,
+                    after_genuine_from_sender: 0,
+                    after_first_gap: None,
+                }));
+            }
+        } else if let Some(r) = self.rst.as_mut() {
+            if r.pkt.side == me {
+                r.after_from_sender += 1;
+                if seg.payload_len > 0 {
+                    r.after_data_from_sender += 1;
+                }
+                // Genuine: it arrived like the sender's own earlier packets,
+                // or at least unlike the RST (the sender may have sent
+                // nothing before, e.g. an RST injected against a SYN).
+                if r.sender.ttl.fits(seg.ttl) || (r.sender.ttl.n == 0 && seg.ttl != r.ttl) {
+                    r.after_genuine_from_sender += 1;
+                }
+                if r.after_first_gap.is_none() {
+                    r.after_first_gap = Some(ts.0 - r.pkt.ts.0);
+                }
+            }
+        }
+
+        let e = &mut self.ep[me];
+        e.pkts += 1;
+        e.ip_bytes += seg.payload_len as u64 + 40;
+        e.wire_payload += seg.payload_len as u64;
+        if e.first_ts.is_none() {
+            e.first_ts = Some(ts);
+            e.first_ipid = seg.ip_id;
+        }
+        if !rst {
+            // Keepalive probe: seq one below what it already sent, 0 or 1
+            // byte, after a pause.
+            let is_probe = !seg.has(F::SYN)
+                && !seg.has(F::FIN)
+                && seg.payload_len <= 1
+                && e.snd_nxt.is_some_and(|n| seg.seq == n.wrapping_sub(1))
+                && gap >= SEC / 2;
+            if is_probe {
+                if e.probes == 0 {
+                    e.first_probe_ts = Some(ts);
+                }
+                e.probes += 1;
+            }
+            e.ttl.add(seg.ttl);
+            if let Some(id) = seg.ip_id {
+                e.ipid.add(id);
+            }
+            let end = seg
+                .seq
+                .wrapping_add(seg.payload_len)
+                .wrapping_add(seg.has(F::SYN) as u32 + seg.has(F::FIN) as u32);
+            e.snd_nxt = Some(match e.snd_nxt {
+                Some(n) if seq_delta(end, n) <= 0 => n,
+                _ => end,
+            });
+            if seg.has(F::ACK) {
+                e.max_ack = Some(match e.max_ack {
+                    Some(a) if seq_delta(seg.ack, a) <= 0 => a,
+                    _ => seg.ack,
+                });
+            }
+            if seg.has(F::FIN) && e.fin_ts.is_none() {
+                e.fin_ts = Some(ts);
+            }
+            if seg.payload_len > 0 {
+                e.last_payload_ts = Some(ts);
+            }
+        }
+        e.last_ts = Some(ts);
+        // Any packet from the peer answers this side's probes... and this
+        // side speaking means the peer's probes were answered.
+        let peer = &mut self.ep[1 - me];
+        if !rst {
+            peer.probes = 0;
+            peer.first_probe_ts = None;
+        }
+
+        self.max_gap_before_prev = self.max_gap_before_prev.max(self.prev_gap);
+        self.prev_gap = gap;
+        self.prev = Some(note);
+        self.last_pkt = ts;
+    }
+}
+
+/// `/\^?S[^HAFGIQ]*R.*/`, Zeek's RSTOS0 history test.
+fn rstos0_history(h: &str) -> bool {
+    let b = h.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b'^') {
+        i = 1;
+    }
+    if b.get(i) != Some(&b'S') {
+        return false;
+    }
+    for &c in &b[i + 1..] {
+        if c == b'R' {
+            return true;
+        }
+        if b"HAFGIQ".contains(&c) {
+            return false;
+        }
+    }
+    false
+}
+
+fn get_relative_seq(e: &Endpoint, cur: u32, last: u32, wraps: u32) -> (u64, bool) {
+    let delta = seq_delta(cur, last);
+    let mut wraps = wraps;
+    if delta < 0 {
+        if wraps > 0 && cur > last {
+            wraps -= 1;
+        }
+    } else if delta > 0 && cur < last {
+        wraps += 1;
+    }
+    if wraps == 0 {
+        let d = seq_delta(cur, e.start_seq);
+        return (d as i64 as u64, d < 0);
+    }
+    (e.rel(cur, wraps), false)
+}
+
+/// Printable text from an RST payload (load balancers' cause text, RFC 1122
+/// diagnostics), or `None` when it carries no readable text.
+fn rst_text(payload: &[u8]) -> Option<String> {
+    if payload.is_empty() {
+        return None;
+    }
+    let s: String = payload
+        .iter()
+        .take(MAX_RST_TEXT * 2)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let letters = s.chars().filter(|c| c.is_ascii_alphabetic()).count();
+    if letters < 4 {
+        return None;
+    }
+    Some(s.chars().take(MAX_RST_TEXT).collect())
+}
+
+/// Tracker settings.
+#[derive(Clone, Debug)]
+pub struct TrackerConfig {
+    /// Retire a connection after this long without packets (ns of capture time).
+    pub idle_retire: i64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            idle_retire: 7500 * SEC,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    a: Addr,
+    b: Addr,
+    pa: u16,
+    pb: u16,
+}
+
+impl Key {
+    fn of(seg: &Segment) -> Key {
+        if (seg.src, seg.sport) <= (seg.dst, seg.dport) {
+            Key {
+                a: seg.src,
+                b: seg.dst,
+                pa: seg.sport,
+                pb: seg.dport,
+            }
+        } else {
+            Key {
+                a: seg.dst,
+                b: seg.src,
+                pa: seg.dport,
+                pb: seg.sport,
+            }
+        }
+    }
+}
+
+/// Counters of the tracker's work.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrackerStats {
+    /// TCP segments processed.
+    pub segments: u64,
+    /// Connections started.
+    pub connections: u64,
+    /// Connections started because a SYN reused a closed connection's ports.
+    pub reused: u64,
+    /// Most connections open at once.
+    pub peak_open: usize,
+}
+
+/// Tracks every TCP connection of a packet stream, in capture time.
+///
+/// Connections live in a slab (`Vec<Conn>`) behind a small key-to-index
+/// map: the map stays dense enough for the cache, and [`Tracker::prefetch`]
+/// can ask the CPU to fetch a connection a few packets before it is needed.
+/// With many interleaved connections the cost per packet is dominated by
+/// memory latency, so this matters more than the instruction count.
+pub struct Tracker {
+    index: FxHashMap<Key, u32>,
+    slab: Vec<Conn>,
+    free: Vec<u32>,
+    cfg: TrackerConfig,
+    finished: Vec<Conn>,
+    last_sweep: i64,
+    since_sweep: usize,
+    /// Work counters.
+    pub stats: TrackerStats,
+}
+
+impl Tracker {
+    /// A tracker with the given settings.
+    pub fn new(cfg: TrackerConfig) -> Tracker {
+        Tracker {
+            index: FxHashMap::default(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            cfg,
+            finished: Vec::new(),
+            last_sweep: i64::MIN,
+            since_sweep: 0,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// Connections currently open (not yet retired).
+    pub fn open(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Hints that `seg` will be processed soon: starts loading its
+    /// connection into the cache. Purely a performance hint.
+    #[inline]
+    pub fn prefetch(&self, seg: &Segment) {
+        if let Some(&i) = self.index.get(&Key::of(seg)) {
+            if let Some(c) = self.slab.get(i as usize) {
+                let p = c as *const Conn as *const u8;
+                #[cfg(target_arch = "x86_64")]
+                for line in (0..std::mem::size_of::<Conn>()).step_by(64) {
+                    // SAFETY: `p + line` stays inside the `Conn` borrowed
+                    // above; a prefetch only hints the cache and never
+                    // faults or changes memory.
+                    unsafe {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                            p.add(line) as *const i8,
+                        );
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = p;
+            }
+        }
+    }
+
+    fn retire(&mut self, i: u32) {
+        let old = std::mem::replace(&mut self.slab[i as usize], Conn::placeholder());
+        self.finished.push(old);
+        self.free.push(i);
+    }
+
+    /// Processes one segment captured at `ts`.
+    pub fn packet(&mut self, ts: Timestamp, seg: &Segment) {
+        self.stats.segments += 1;
+        let key = Key::of(seg);
+        let idle = self.cfg.idle_retire;
+        let mut slot = self.index.get(&key).copied();
+        if let Some(i) = slot {
+            let c = &self.slab[i as usize];
+            let expired = c.expired(ts.0, idle);
+            let reuse = !expired && c.is_reuse(seg);
+            if reuse || expired {
+                self.stats.reused += reuse as u64;
+                self.index.remove(&key);
+                self.retire(i);
+                slot = None;
+            }
+        }
+        let i = match slot {
+            Some(i) => i,
+            None => {
+                let flip = want_flip(seg);
+                self.stats.connections += 1;
+                let c = Conn::new(ts, seg, flip);
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.slab[i as usize] = c;
+                        i
+                    }
+                    None => {
+                        self.slab.push(c);
+                        (self.slab.len() - 1) as u32
+                    }
+                };
+                self.index.insert(key, i);
+                i
+            }
+        };
+        let c = &mut self.slab[i as usize];
+        let is_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
+        let before = [c.ep[ORIG].state, c.ep[RESP].state];
+        c.process(ts, is_orig, seg);
+        // Processing may have flipped the roles: look again.
+        let now_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
+        let before = if now_orig == is_orig {
+            before
+        } else {
+            [before[1], before[0]]
+        };
+        c.note(ts, if now_orig { ORIG } else { RESP }, seg, before);
+
+        self.stats.peak_open = self.stats.peak_open.max(self.index.len());
+        self.since_sweep += 1;
+        // Sweep for expired connections at most once per second of capture
+        // time, and only after enough packets that the sweep costs O(1) per packet.
+        if ts.0 >= self.last_sweep.saturating_add(SEC) && self.since_sweep >= self.index.len() / 2 {
+            self.sweep(ts.0);
+        }
+    }
+
+    fn sweep(&mut self, now: i64) {
+        self.last_sweep = now;
+        self.since_sweep = 0;
+        let idle = self.cfg.idle_retire;
+        let slab = &mut self.slab;
+        let finished = &mut self.finished;
+        let free = &mut self.free;
+        self.index.retain(|_, i| {
+            let c = &mut slab[*i as usize];
+            if c.expired(now, idle) {
+                finished.push(std::mem::replace(c, Conn::placeholder()));
+                free.push(*i);
+                false
+            } else {
+                true
+            }
+        });
+        // Give memory back after a burst of connections has ended.
+        if self.index.is_empty() {
+            self.slab.clear();
+            self.free.clear();
+        }
+    }
+
+    /// Takes the connections retired so far.
+    pub fn take_finished(&mut self) -> std::vec::Drain<'_, Conn> {
+        self.finished.drain(..)
+    }
+
+    /// Ends the capture: retires every open connection, in order of start time.
+    pub fn finish(&mut self) -> Vec<Conn> {
+        let mut all: Vec<Conn> = self.finished.drain(..).collect();
+        let slab = &mut self.slab;
+        let mut rest: Vec<Conn> = self
+            .index
+            .drain()
+            .map(|(_, i)| std::mem::replace(&mut slab[i as usize], Conn::placeholder()))
+            .collect();
+        self.slab.clear();
+        self.free.clear();
+        rest.sort_by_key(|c| c.start);
+        all.extend(rest);
+        all
+    }
+}
+
+impl Conn {
+    fn placeholder() -> Conn {
+        Conn {
+            ep: [Endpoint::default(), Endpoint::default()],
+            start: Timestamp(0),
+            last_time: Timestamp(0),
+            last_pkt: Timestamp(0),
+            history: String::new(),
+            hist_seen: 0,
+            is_partial: false,
+            first_packet_seen: 0,
+            resets: 0,
+            rst: None,
+            prev: None,
+            prev_gap: 0,
+            max_gap_before_prev: 0,
+            delete_at: None,
+            attempt_at: None,
+        }
+    }
+}
+
+/// Zeek's `WantConnection` flip heuristic for a connection's first packet.
+fn want_flip(seg: &Segment) -> bool {
+    let syn = seg.has(F::SYN);
+    let ack = seg.has(F::ACK);
+    if syn && !ack {
+        return false;
+    }
+    let likely = |p: u16| LIKELY_SERVER_PORTS.binary_search(&p).is_ok();
+    if likely(seg.sport) {
+        if likely(seg.dport) {
+            !syn && seg.sport < seg.dport
+        } else {
+            true
+        }
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::too_many_arguments)]
+    fn seg(
+        src: u8,
+        sport: u16,
+        dst: u8,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        len: u32,
+    ) -> Segment<'static> {
+        Segment {
+            src: Addr::v4([10, 0, 0, src]),
+            dst: Addr::v4([10, 0, 0, dst]),
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window: 1000,
+            payload_len: len,
+            payload: &[],
+            caplen: len,
+            ttl: 64,
+            ip_id: Some(1),
+            wscale: None,
+        }
+    }
+
+    fn run(pkts: &[(f64, Segment<'static>)]) -> Vec<Conn> {
+        let mut t = Tracker::new(TrackerConfig::default());
+        for (ts, s) in pkts {
+            t.packet(Timestamp::from_secs_f64(*ts), s);
+        }
+        t.finish()
+    }
+
+    #[test]
+    fn ports_list_is_sorted_for_binary_search() {
+        assert!(LIKELY_SERVER_PORTS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn full_close_is_sf() {
+        use F::*;
+        let c = run(&[
+            (0.0, seg(1, 5000, 2, 80, SYN, 100, 0, 0)),
+            (0.1, seg(2, 80, 1, 5000, SYN | ACK, 900, 101, 0)),
+            (0.2, seg(1, 5000, 2, 80, ACK, 101, 901, 0)),
+            (0.3, seg(1, 5000, 2, 80, ACK | PSH, 101, 901, 10)),
+            (0.4, seg(2, 80, 1, 5000, ACK | PSH, 901, 111, 20)),
+            (0.5, seg(1, 5000, 2, 80, FIN | ACK, 111, 921, 0)),
+            (0.6, seg(2, 80, 1, 5000, FIN | ACK, 921, 112, 0)),
+            (0.7, seg(1, 5000, 2, 80, ACK, 112, 922, 0)),
+        ]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].conn_state(), "SF");
+        assert_eq!(c[0].history, "ShADdFf");
+        assert_eq!((c[0].orig_bytes(), c[0].resp_bytes()), (10, 20));
+    }
+
+    #[test]
+    fn refused_is_rej_and_retry_is_a_new_connection() {
+        use F::*;
+        let c = run(&[
+            (0.0, seg(1, 5000, 2, 110, SYN, 100, 0, 0)),
+            (0.0, seg(2, 110, 1, 5000, RST | ACK, 0, 101, 0)),
+            (0.5, seg(1, 5000, 2, 110, SYN, 100, 0, 0)),
+            (0.5, seg(2, 110, 1, 5000, RST | ACK, 0, 101, 0)),
+        ]);
+        assert_eq!(c.len(), 2);
+        for x in &c {
+            assert_eq!(x.conn_state(), "REJ");
+            assert_eq!(x.history, "Sr");
+        }
+    }
+
+    #[test]
+    fn midstream_server_fin_is_flipped() {
+        use F::*;
+        let c = run(&[
+            (0.0, seg(2, 80, 1, 1576, FIN | ACK, 5, 7, 0)),
+            (0.1, seg(1, 1576, 2, 80, ACK, 7, 6, 0)),
+        ]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].history, "^fA");
+        assert_eq!(c[0].conn_state(), "SHR");
+        assert_eq!(c[0].ep[ORIG].port, 1576);
+    }
+
+    #[test]
+    fn rstos0_regex() {
+        assert!(rstos0_history("SR"));
+        assert!(rstos0_history("^SaR"));
+        assert!(!rstos0_history("SaFR"));
+        assert!(!rstos0_history("R"));
+    }
+}

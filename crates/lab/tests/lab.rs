@@ -1,0 +1,177 @@
+//! End-to-end: the lab on real sockets, and the recorded captures as
+//! regression fixtures for the analyzer.
+
+use rstscope_core::Verdict;
+use rstscope_lab::{ns, report};
+use std::path::Path;
+use std::sync::Mutex;
+
+// The tests below create namespaces and check that none is left: run them
+// one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn full_lab_as_root_gives_every_expected_verdict() {
+    if !rstscope_testkit::privileged("full_lab_as_root_gives_every_expected_verdict")
+        || !rstscope_testkit::require_program("full_lab", "ip")
+        || !rstscope_testkit::require_program("full_lab", "nft")
+    {
+        return;
+    }
+    let _g = serial();
+    let dir = std::env::temp_dir().join(format!("rstscope-lab-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = std::time::Instant::now();
+    let (results, skipped) = report::run_scenarios(&[], Some(&dir), true).unwrap();
+    let took = start.elapsed();
+    eprint!("{}", report::render_table(&results));
+    assert_eq!(
+        results.len(),
+        12,
+        "every scenario of the issue but memory_pressure"
+    );
+    assert!(skipped.iter().any(|s| s.starts_with("memory_pressure")));
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| {
+            format!(
+                "{}: verdict {:?}, expected {}, error {:?}",
+                r.scenario, r.verdict, r.expected, r.error
+            )
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "failed scenarios:\n{}",
+        failed.join("\n")
+    );
+    for r in &results {
+        assert!(r.verdict_checked && r.saw_as_documented, "{}", r.scenario);
+        let rst = r
+            .rst
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no RST on the wire", r.scenario));
+        // The RST carries the address of the side the verdict names.
+        let want = match r.expected.from {
+            rstscope_core::Side::Originator => r.orig,
+            rstscope_core::Side::Responder => r.resp,
+        };
+        assert_eq!(Some(rst.addr), want, "{}", r.scenario);
+        // --record kept the capture and a truth.json that round-trips.
+        let sd = dir.join(&r.scenario);
+        let truth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(sd.join("truth.json")).unwrap()).unwrap();
+        let expected: Verdict = serde_json::from_value(truth["expected"].clone()).unwrap();
+        assert_eq!(expected, r.expected);
+        assert_eq!(
+            truth["client_saw"],
+            serde_json::to_value(&r.client_saw).unwrap()
+        );
+        assert!(std::fs::metadata(sd.join("client.pcap")).unwrap().len() > 24);
+    }
+    // The firewall's RST is forged: TTL 64 from the router, one hop closer
+    // than the server's own packets (63).
+    let fw = results
+        .iter()
+        .find(|r| r.scenario == "firewall_reject")
+        .unwrap();
+    assert_eq!(fw.rst.as_ref().unwrap().ttl, 64);
+    assert!(took.as_secs() < 60, "the catalog took {took:?}");
+    assert!(
+        ns::leftover_namespaces().is_empty(),
+        "left: {:?}",
+        ns::leftover_namespaces()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn namespaces_are_removed_when_a_scenario_panics() {
+    if !rstscope_testkit::privileged("namespaces_are_removed_when_a_scenario_panics") {
+        return;
+    }
+    let _g = serial();
+    let names = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let n2 = names.clone();
+    let r = std::panic::catch_unwind(move || {
+        let t = ns::Topology::create().unwrap();
+        n2.lock()
+            .unwrap()
+            .extend([t.cli.clone(), t.rtr.clone(), t.srv.clone()]);
+        assert!(Path::new(&format!("/run/netns/{}", t.cli)).exists());
+        panic!("scenario failed");
+    });
+    assert!(r.is_err());
+    let names = names.lock().unwrap();
+    assert_eq!(names.len(), 3);
+    for n in names.iter() {
+        assert!(
+            !Path::new(&format!("/run/netns/{n}")).exists(),
+            "{n} left behind"
+        );
+    }
+}
+
+#[test]
+fn loopback_scenarios_run_without_namespaces() {
+    let _g = serial();
+    let (results, skipped) = report::run_scenarios(&[], None, false).unwrap();
+    let names: Vec<&str> = results.iter().map(|r| r.scenario.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "refused",
+            "abortive_close",
+            "unread_data_close",
+            "server_crash",
+            "data_after_close",
+            "server_idle_timeout"
+        ]
+    );
+    assert_eq!(skipped.len(), 7, "{skipped:?}");
+    for r in &results {
+        assert!(!r.verdict_checked);
+        assert!(
+            r.saw_as_documented,
+            "{}: client {:?} server {:?} ({:?})",
+            r.scenario, r.client_saw, r.server_saw, r.error
+        );
+    }
+    // The article's example: no ECONNRESET on Linux, but EOF then EPIPE.
+    let d = results
+        .iter()
+        .find(|r| r.scenario == "data_after_close")
+        .unwrap();
+    assert_eq!(d.client_saw.0[3..], ["recv: EOF", "send: EPIPE"]);
+}
+
+#[test]
+fn recorded_lab_captures_still_get_their_verdicts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let d = e.unwrap().path();
+        let truth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("truth.json")).unwrap()).unwrap();
+        let expected: Verdict = serde_json::from_value(truth["expected"].clone()).unwrap();
+        let orig = truth["orig"].as_str().unwrap().parse().unwrap();
+        let resp = truth["resp"].as_str().unwrap().parse().unwrap();
+        let got = report::diagnose(&d.join("client.pcap"), orig, resp)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.from, got.sender, got.cause),
+            (Some(expected.from), expected.sender, expected.cause),
+            "{}: evidence {:?}",
+            d.display(),
+            got.evidence
+        );
+        n += 1;
+    }
+    assert_eq!(n, 12, "one fixture per scenario");
+}
