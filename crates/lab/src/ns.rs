@@ -160,6 +160,8 @@ pub const SERVER: Addrs = Addrs {
     v4: IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 2, 2)),
     v6: IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0x5253, 2, 0, 0, 0, 0, 2)),
 };
+/// The router's address on the client's link (the client's gateway).
+pub const ROUTER_CLI_V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 1, 1));
 /// The router's address on the server's link (the NAT address).
 pub const ROUTER_SRV_V4: &str = "198.18.2.1";
 

@@ -253,6 +253,19 @@ pub fn catalog() -> Vec<Scenario> {
             run: server_idle_timeout,
         },
         Scenario {
+            name: "lb_idle_timeout",
+            summary: "a load balancer in the router (rstscope proxy, idle_reset 1.5 s) resets an idle client",
+            linux: "The proxy terminates TCP: the client's connection ends at the router (198.18.1.1:7002), the proxy opens its own to the server. After 1.5 s without a byte either way, the proxy's idle_reset closes the client's socket with SO_LINGER {1,0}: RST|ACK from the load balancer's address, TTL 64 like every packet the client got from it. The client's recv() fails with ECONNRESET, then send() with EPIPE. Toward the server the proxy closes cleanly (FIN; both_sides=0): the server's recv() returns EOF and it never learns of the reset.",
+            expected: v(Responder, Endpoint, IdleTimeout),
+            real_sender: "load balancer in the router (rstscope proxy idle_reset)",
+            expect_client: &["connect: ok", "send: ok", "recv: 2 bytes", "recv: ECONNRESET", "send: EPIPE"],
+            expect_server: &["recv: 3 bytes", "send: ok", "recv: EOF"],
+            loopback: false,
+            ipv6: false,
+            capture_server: true,
+            run: lb_idle_timeout,
+        },
+        Scenario {
             name: "keepalive_timeout",
             summary: "the client's keepalive probes go unanswered (the router drops the server's replies)",
             linux: "With TCP_KEEPIDLE 1 s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT 2 the client sends two probes (seq = snd_una-1), gets no answer, and its kernel sends RST and fails the blocked recv() with ETIMEDOUT. The server, still alive, answered the probes (dropped on the way back), receives the RST and its recv() fails with ECONNRESET.",
@@ -609,6 +622,59 @@ fn keepalive_timeout(env: &Env) -> Result<Outcome> {
         server,
         orig,
         resp,
+        keep: vec![c, s, l],
+    })
+}
+
+/// The load balancer's listening port in the router.
+const LB_PORT: u16 = 7002;
+
+fn lb_idle_timeout(env: &Env) -> Result<Outcome> {
+    let (mut client, mut server) = (Saw::default(), Saw::default());
+    let t = env.topo()?;
+    let (l, upstream) = env.listen(8)?;
+    let lb = SocketAddr::new(crate::ns::ROUTER_CLI_V4, LB_PORT);
+    let toxic = rstscope_proxy::parse_cli_toxic("idle_reset,timeout=1500")
+        .map_err(|e| anyhow::anyhow!("idle_reset toxic: {}", e.message))?;
+    let cfg = rstscope_proxy::Config {
+        api: None,
+        proxies: vec![rstscope_proxy::ProxyConfig {
+            name: "lb".into(),
+            listen: lb.to_string(),
+            upstream: upstream.to_string(),
+            enabled: true,
+            toxics: vec![toxic],
+        }],
+        seed: Some(1),
+        log_resets: false,
+    };
+    // Spawned from a thread inside the router's namespace: the proxy's
+    // runtime threads, hence its sockets, live there.
+    let proxy = crate::ns::in_ns(Some(&t.rtr), move || rstscope_proxy::spawn(cfg))?;
+    let c = connect(env, lb, &mut client)?;
+    let orig = sock::local(&c)?;
+    let s = sock::accept(&l, T)?;
+    send(&c, b"one", &mut client);
+    wait_unread(&s, 3)?;
+    recv(&s, T, &mut server);
+    send(&s, b"ok", &mut server);
+    recv(&c, T, &mut client);
+    // Both sides now stay silent until the load balancer gives up.
+    after_reset(&c, &mut client);
+    recv(&s, T, &mut server);
+    if !proxy
+        .events()
+        .iter()
+        .any(|e| e.cause == Cause::IdleTimeout && e.dst == orig)
+    {
+        bail!("the proxy did not report an idle_reset toward the client");
+    }
+    proxy.shutdown();
+    Ok(Outcome {
+        client,
+        server,
+        orig,
+        resp: lb,
         keep: vec![c, s, l],
     })
 }

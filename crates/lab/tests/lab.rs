@@ -31,7 +31,7 @@ fn full_lab_as_root_gives_every_expected_verdict() {
     eprint!("{}", report::render_table(&results));
     assert_eq!(
         results.len(),
-        12,
+        13,
         "every scenario of the issue but memory_pressure"
     );
     assert!(skipped.iter().any(|s| s.starts_with("memory_pressure")));
@@ -133,7 +133,7 @@ fn loopback_scenarios_run_without_namespaces() {
             "server_idle_timeout"
         ]
     );
-    assert_eq!(skipped.len(), 7, "{skipped:?}");
+    assert_eq!(skipped.len(), 8, "{skipped:?}");
     for r in &results {
         assert!(!r.verdict_checked);
         assert!(
@@ -173,5 +173,5 @@ fn recorded_lab_captures_still_get_their_verdicts() {
         );
         n += 1;
     }
-    assert_eq!(n, 12, "one fixture per scenario");
+    assert_eq!(n, 13, "one fixture per scenario");
 }

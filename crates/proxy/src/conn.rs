@@ -579,7 +579,18 @@ async fn splice_phase(
             }
         }
         if pipe.is_none() {
-            // Created on first data, so idle connections hold no pipe.
+            // Created on first data, so idle connections hold no pipe (a
+            // readiness report can come with nothing to read: a socket
+            // whose connect just completed wakes its reader once).
+            match src.try_io(Interest::READABLE, || peek(sfd)) {
+                Ok(true) => {}
+                Ok(false) => return Step::Eof,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait = true;
+                    continue;
+                }
+                Err(_) => return failed(src_client),
+            }
             match Pipe::new() {
                 Ok(p) => *pipe = Some(p),
                 Err(_) => return failed(src_client),
@@ -614,6 +625,27 @@ async fn splice_phase(
         if moved >= limit {
             return Step::Again;
         }
+    }
+}
+
+/// Whether socket `fd` has a byte to read (`false`: end of stream),
+/// without taking it; `WouldBlock` when nothing has arrived.
+fn peek(fd: std::os::fd::RawFd) -> io::Result<bool> {
+    let mut b = 0u8;
+    // SAFETY: one-byte buffer owned by this frame; MSG_PEEK leaves the
+    // data queued.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(false),
+        _ => Ok(true),
     }
 }
 
