@@ -1,7 +1,7 @@
 //! The `rstscope watch` command: flags, output, summary.
 
 use crate::metrics::Metrics;
-use crate::watcher::{local_remote, WatchConfig, WatchError, Watcher};
+use crate::watcher::{local_remote, Backend, WatchConfig, WatchError, Watcher};
 use rstscope_core::{Direction, ResetEvent};
 use std::collections::HashMap;
 use std::io::Write;
@@ -26,6 +26,18 @@ pub enum DirectionArg {
     Sent,
     /// Resets this host received.
     Received,
+}
+
+/// Which kernel interface reads the tracepoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// A private tracefs instance; perf_event_open when that is impossible.
+    Auto,
+    /// A private tracefs instance (ftrace ring buffers, `trace_pipe_raw`).
+    Ftrace,
+    /// perf_event_open ring buffers (misses resets handled while a CPU is
+    /// idle on some kernels; those are counted as lost).
+    Perf,
 }
 
 /// Command-line arguments of `rstscope watch`.
@@ -64,6 +76,9 @@ pub struct Args {
     /// Ring buffer size per CPU, in KiB.
     #[arg(long, value_name = "KIB", default_value_t = 8192)]
     pub ring_kb: usize,
+    /// How to read the tracepoints.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
 }
 
 /// Parses `30s`, `5m`, `1h`, `500ms` or a bare number of seconds.
@@ -273,6 +288,11 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
         }),
         ring_kib: args.ring_kb,
         tracefs: None,
+        backend: match args.backend {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Ftrace => Backend::Ftrace,
+            BackendArg::Perf => Backend::Perf,
+        },
     };
     let mut w = Watcher::start(&cfg)?;
     install_signals();
@@ -292,7 +312,10 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
              causes are inferred from the TCP state"
         );
     }
-    eprintln!("rstscope watch: watching tcp_send_reset and tcp_receive_reset (Ctrl-C to stop)");
+    eprintln!(
+        "rstscope watch: watching tcp_send_reset and tcp_receive_reset through {} (Ctrl-C to stop)",
+        w.backend()
+    );
     let start = Instant::now();
     let mut summary = Summary::default();
     let stdout = std::io::stdout();
@@ -333,7 +356,8 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
         }
         if w.lost() > reported_lost {
             eprintln!(
-                "rstscope watch: WARNING {} samples lost so far (ring full): use --ring-kb to enlarge",
+                "rstscope watch: WARNING {} resets lost so far (buffer full, or not delivered by \
+                 the kernel): use --ring-kb to enlarge",
                 w.lost()
             );
             reported_lost = w.lost();

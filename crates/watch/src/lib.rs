@@ -5,7 +5,8 @@
 //! - [`format`]: parser of tracefs `format` files (fields, reason/state tables).
 //! - [`decode`]: pure decoder of raw tracepoint samples (6.10+ and older layouts).
 //! - [`classify`]: kernel reason and state → cause id, with evidence.
-//! - [`perf`]: `perf_event_open` per-CPU ring buffers.
+//! - [`ftrace`]: private tracefs instance, per-CPU `trace_pipe_raw` pages (default reader).
+//! - [`perf`]: `perf_event_open` per-CPU ring buffers (`--backend perf`).
 //! - [`watcher`]: [`Watcher`], the library API the CLI, the lab and the tests use.
 //! - [`cli`]: `rstscope watch` itself ([`Args`], [`run`]).
 
@@ -13,6 +14,7 @@ pub mod classify;
 pub mod cli;
 pub mod decode;
 pub mod format;
+pub mod ftrace;
 pub mod metrics;
 pub mod perf;
 pub mod watcher;
@@ -21,4 +23,4 @@ pub mod watcher;
 mod fixtures;
 
 pub use cli::{run, Args};
-pub use watcher::{WatchConfig, WatchError, Watcher};
+pub use watcher::{Backend, WatchConfig, WatchError, Watcher};
