@@ -7,6 +7,7 @@
 //! - [`classify`]: kernel reason and state → cause id, with evidence.
 //! - [`ftrace`]: private tracefs instance, per-CPU `trace_pipe_raw` pages (default reader).
 //! - [`perf`]: `perf_event_open` per-CPU ring buffers (`--backend perf`).
+//! - [`sockdiag`]: socket owners through sock_diag and /proc/PID/fd.
 //! - [`watcher`]: [`Watcher`], the library API the CLI, the lab and the tests use.
 //! - [`cli`]: `rstscope watch` itself ([`Args`], [`run`]).
 
@@ -17,6 +18,7 @@ pub mod format;
 pub mod ftrace;
 pub mod metrics;
 pub mod perf;
+pub mod sockdiag;
 pub mod watcher;
 
 #[cfg(test)]

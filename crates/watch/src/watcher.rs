@@ -7,6 +7,7 @@ use crate::decode::{self, Formats, Record};
 use crate::format::TraceFormat;
 use crate::ftrace::Instance;
 use crate::perf::{self, Item, Ring};
+use crate::sockdiag::SockTable;
 use rstscope_core::{Direction, ResetEvent, Sender, Source, Timestamp};
 use std::collections::HashMap;
 use std::fmt;
@@ -221,6 +222,8 @@ struct Sample {
 const OWNER_CAP: usize = 1 << 18;
 const COMM_TTL: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(100);
+/// How often the sock_diag table is re-read.
+const SOCK_REFRESH: Duration = Duration::from_secs(2);
 
 /// How the tracepoints are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -270,6 +273,10 @@ pub struct Watcher {
     owners: HashMap<u64, Owner>,
     comms: HashMap<u32, (Option<String>, Instant)>,
     tgids: HashMap<u32, (u32, Instant)>,
+    /// Sockets and their owners from sock_diag, refreshed every
+    /// [`SOCK_REFRESH`].
+    socks: SockTable,
+    socks_at: Instant,
     state_close: i32,
     state_syn_sent: i32,
     state_listen: i32,
@@ -435,6 +442,9 @@ impl Watcher {
                 }
             }
         };
+        let mut socks = SockTable::default();
+        socks.refresh();
+        notes.extend(socks.errors.drain(..));
         let st = formats.set_state.as_ref();
         Ok(Watcher {
             cfg: cfg.clone(),
@@ -458,6 +468,8 @@ impl Watcher {
             owners: HashMap::new(),
             comms: HashMap::new(),
             tgids: HashMap::new(),
+            socks,
+            socks_at: Instant::now(),
         })
     }
 
@@ -669,6 +681,20 @@ impl Watcher {
 
     fn drain_all(&mut self, out: &mut Vec<ResetEvent>) {
         let items = self.read_samples();
+        if self.socks_at.elapsed() >= SOCK_REFRESH {
+            // After this drain's records: their sockets, now closed, stay
+            // in the table read before they were reset.
+            self.socks_at = Instant::now();
+            let mut socks = std::mem::take(&mut self.socks);
+            self.process(items, out);
+            socks.refresh();
+            self.socks = socks;
+            return;
+        }
+        self.process(items, out);
+    }
+
+    fn process(&mut self, items: Vec<Sample>, out: &mut Vec<ResetEvent>) {
         // The state change follows its reset on the same CPU, but the
         // kernel may not have written it when we drained: a received reset
         // waits for one more drain before going out without state.
@@ -840,10 +866,17 @@ impl Watcher {
     fn attribute(
         &mut self,
         e: &mut ResetEvent,
-        local: SocketAddr,
+        (local, remote, cookie): (SocketAddr, SocketAddr, Option<u64>),
         process_ctx: Option<(u32, u32)>,
         cached: Option<Owner>,
     ) {
+        let diag = if process_ctx.is_none() && cached.is_none() {
+            self.socks
+                .inode(cookie, local, remote)
+                .and_then(|ino| Some((ino, self.socks.owner(ino)?)))
+        } else {
+            None
+        };
         let (pid, how) = if let Some((pid, _tid)) = process_ctx {
             (
                 pid,
@@ -853,6 +886,14 @@ impl Watcher {
             (
                 o.pid,
                 "the task that called connect() on this socket".to_string(),
+            )
+        } else if let Some((ino, pid)) = diag {
+            (
+                pid,
+                format!(
+                    "the process holding the socket open (sock_diag: socket inode {ino}, \
+                     found in /proc/{pid}/fd)"
+                ),
             )
         } else if let Some(pid) = self.listener_owner(local) {
             (
@@ -865,8 +906,9 @@ impl Watcher {
             )
         } else {
             e.evidence.push(
-                "process unknown: the kernel handled this reset in interrupt context and the \
-                 socket's owner was not seen (connect() or listen() before watch started)"
+                "process unknown: the kernel handled this reset in interrupt context, the \
+                 socket's connect() or listen() was not seen, and sock_diag did not list it at \
+                 its last refresh (opened and reset in between, or its process is gone)"
                     .into(),
             );
             return;
@@ -902,7 +944,7 @@ impl Watcher {
             .then(|| self.cached_owner(s.skaddr, s.local, s.remote))
             .flatten();
         if has_socket {
-            self.attribute(&mut e, s.local, process_ctx, cached);
+            self.attribute(&mut e, (s.local, s.remote, None), process_ctx, cached);
         } else {
             e.evidence
                 .push("no process: no socket matched the segment".into());
@@ -933,7 +975,7 @@ impl Watcher {
         e.state = state;
         let process_ctx = (!r.common.in_interrupt()).then(|| (self.tgid(p.tid, p.pid), p.tid));
         let cached = self.cached_owner(r.skaddr, r.local, r.remote);
-        self.attribute(&mut e, r.local, process_ctx, cached);
+        self.attribute(&mut e, (r.local, r.remote, r.cookie), process_ctx, cached);
         e
     }
 }

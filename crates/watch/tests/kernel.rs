@@ -445,3 +445,48 @@ fn filters_and_lost_counter() {
     );
     assert!(body.contains("rstscope_lost_samples_total 0"), "{body}");
 }
+
+/// A connection opened before the watcher started: neither its connect()
+/// nor its listen() was seen, and the reset it receives is handled in
+/// softirq. Its owner comes from sock_diag (socket inode → /proc/PID/fd).
+#[test]
+fn received_reset_owner_from_sock_diag() {
+    if !rstscope_testkit::privileged("received_reset_owner_from_sock_diag") {
+        return;
+    }
+    let ns = Netns::new();
+    let p = port(6);
+    let ((c, a, l), _) = ns.run("rsw-diag-open", move || pair(p));
+    let client = c.local_addr().unwrap();
+    let server = a.local_addr().unwrap();
+    let mut w = start(p).unwrap();
+    drop(l);
+    let lg = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid fd and linger struct.
+    unsafe {
+        libc::setsockopt(
+            a.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &lg as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    drop(a);
+    let evs = collect(&mut w, 10, 2, |e| e.src == client || e.dst == client);
+    let r = one(&evs, Direction::Received);
+    assert_eq!((r.src, r.dst), (server, client));
+    assert_eq!(r.state.as_deref(), Some("TCP_ESTABLISHED"));
+    assert_eq!(r.pid, me(), "{r:#?}");
+    assert_eq!(r.comm, my_comm());
+    assert!(r.evidence.iter().any(|x| x.contains("sock_diag")), "{r:#?}");
+    let s = one(&evs, Direction::Sent);
+    assert_eq!((s.src, s.dst), (server, client));
+    assert_eq!(s.reason.as_deref(), Some("TCP_STATE"));
+    assert_eq!(s.cause, Cause::AbortiveClose);
+    assert_eq!(s.pid, me());
+    drop(c);
+}
