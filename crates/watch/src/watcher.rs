@@ -444,7 +444,7 @@ impl Watcher {
         };
         let mut socks = SockTable::default();
         socks.refresh();
-        notes.extend(socks.errors.drain(..));
+        notes.append(&mut socks.errors);
         let st = formats.set_state.as_ref();
         Ok(Watcher {
             cfg: cfg.clone(),
