@@ -299,6 +299,17 @@ impl Instance {
             .unwrap_or_default()
     }
 
+    /// The command name the tracer saved for thread `tid` when it recorded
+    /// one of its events (`saved_cmdlines`), if still there.
+    pub fn saved_comm(&self, tid: u32) -> Option<String> {
+        let root = self.dir.parent().and_then(Path::parent)?;
+        let text = std::fs::read_to_string(root.join("saved_cmdlines")).ok()?;
+        text.lines().find_map(|l| {
+            let (a, b) = l.split_once(' ')?;
+            (a.trim().parse::<u32>().ok()? == tid).then(|| b.trim_end().to_string())
+        })
+    }
+
     /// The instance's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

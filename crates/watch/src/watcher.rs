@@ -831,7 +831,13 @@ impl Watcher {
         }
         let c = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .ok()
-            .map(|s| s.trim_end_matches('\n').to_string());
+            .map(|s| s.trim_end_matches('\n').to_string())
+            .or_else(|| match &self.reader {
+                // The process is gone (a killed server closing its sockets
+                // as it dies): the name the tracer saved when it recorded it.
+                Reader::Ftrace(inst) => inst.saved_comm(pid),
+                Reader::Perf(_) => None,
+            });
         if self.comms.len() > 4096 {
             self.comms.clear();
         }

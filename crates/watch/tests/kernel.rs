@@ -266,7 +266,9 @@ fn unread_data_close_and_linger0_close() {
         let r = one(&evs, Direction::Received);
         assert_eq!((r.src, r.dst), (server, client));
         assert_eq!(r.state.as_deref(), Some("TCP_ESTABLISHED"));
+        assert_eq!(r.reason, None);
         assert_eq!(r.cause, Cause::Unknown);
+        assert_eq!(r.pid, me(), "{r:#?}");
         assert_eq!(r.comm, my_comm(), "{r:#?}");
     }
 }
@@ -301,11 +303,14 @@ fn data_after_close() {
     // The time-wait socket has no owner any more: the process is the one
     // that listens on the port, and the evidence says so.
     assert_eq!(s.pid, me());
+    assert_eq!(s.comm, my_comm());
     assert!(
         s.evidence.iter().any(|x| x.contains("listening on port")),
         "{s:#?}"
     );
     let r = one(&evs, Direction::Received);
+    assert_eq!((r.src, r.dst), (server, client));
+    assert_eq!(r.reason, None);
     assert_eq!(r.state.as_deref(), Some("TCP_CLOSE_WAIT"));
     assert_eq!(r.cause, Cause::DataAfterClose);
     assert_eq!(r.comm.as_deref(), my_comm().as_deref());
@@ -387,16 +392,20 @@ fn keepalive_timeout() {
     let s = one(&evs, Direction::Sent);
     assert_eq!((s.src, s.dst), (client, server));
     assert_eq!(s.reason.as_deref(), Some("TCP_KEEPALIVE_TIMEOUT"));
+    assert_eq!(s.state.as_deref(), Some("TCP_ESTABLISHED"));
     assert_eq!(s.cause, Cause::KeepaliveTimeout);
     // Fired from the keepalive timer: the owner comes from connect().
     assert_eq!(s.pid, me());
     assert_eq!(s.comm.as_deref(), my_comm().as_deref());
     // The server's accepted socket received it (in softirq): attributed to
-    // the process listening on the port.
+    // the process holding it (sock_diag) or listening on the port: this one.
     let r = one(&evs, Direction::Received);
     assert_eq!((r.src, r.dst), (client, server));
     assert_eq!(r.state.as_deref(), Some("TCP_ESTABLISHED"));
+    assert_eq!(r.reason, None);
+    assert_eq!(r.cause, Cause::Unknown);
     assert_eq!(r.pid, me());
+    assert_eq!(r.comm, my_comm());
 }
 
 #[test]
