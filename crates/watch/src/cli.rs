@@ -211,6 +211,18 @@ pub struct Summary {
     by_cause: HashMap<&'static str, u64>,
     by_remote: HashMap<IpAddr, u64>,
     by_process: HashMap<String, u64>,
+    /// Reused to build a process key without allocating per reset.
+    key: String,
+}
+
+/// Adds one to `m[k]`, allocating the key only the first time.
+fn bump(m: &mut HashMap<String, u64>, k: &str) {
+    match m.get_mut(k) {
+        Some(v) => *v += 1,
+        None => {
+            m.insert(k.to_string(), 1);
+        }
+    }
 }
 
 fn top<K: std::fmt::Display>(m: &HashMap<K, u64>, n: usize) -> String {
@@ -233,18 +245,17 @@ impl Summary {
     /// Counts one reset.
     pub fn add(&mut self, e: &ResetEvent) {
         self.total += 1;
-        *self
-            .by_reason
-            .entry(e.reason.clone().unwrap_or_else(|| "none".into()))
-            .or_default() += 1;
+        bump(&mut self.by_reason, e.reason.as_deref().unwrap_or("none"));
         *self.by_cause.entry(e.cause.id()).or_default() += 1;
         *self.by_remote.entry(local_remote(e).1.ip()).or_default() += 1;
-        let p = match (e.pid, &e.comm) {
-            (Some(p), Some(c)) => format!("{c}[{p}]"),
-            (Some(p), None) => format!("pid{p}"),
-            _ => "unknown".into(),
+        use std::fmt::Write as _;
+        self.key.clear();
+        let _ = match (e.pid, &e.comm) {
+            (Some(p), Some(c)) => write!(self.key, "{c}[{p}]"),
+            (Some(p), None) => write!(self.key, "pid{p}"),
+            _ => write!(self.key, "unknown"),
         };
-        *self.by_process.entry(p).or_default() += 1;
+        bump(&mut self.by_process, &self.key);
     }
 
     /// The summary text.
@@ -336,7 +347,9 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
         let events = w.poll(timeout)?;
         for e in &events {
             summary.add(e);
-            metrics.observe(e);
+            if args.metrics.is_some() {
+                metrics.observe(e);
+            }
             if !args.quiet {
                 let line = match args.format {
                     OutputFormat::Human => human_line(e),
