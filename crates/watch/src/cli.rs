@@ -287,6 +287,46 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// How far [`emit`] got.
+enum Emitted {
+    All,
+    CountReached,
+    BrokenPipe,
+}
+
+/// Counts, serves and prints `events`, stopping at `--count`.
+fn emit(
+    args: &Args,
+    events: &[ResetEvent],
+    summary: &mut Summary,
+    metrics: &mut Metrics,
+    out: &mut impl Write,
+) -> Emitted {
+    for e in events {
+        if args.count.is_some_and(|c| summary.total >= c) {
+            return Emitted::CountReached;
+        }
+        summary.add(e);
+        if args.metrics.is_some() {
+            metrics.observe(e);
+        }
+        if !args.quiet {
+            let line = match args.format {
+                OutputFormat::Human => human_line(e),
+                OutputFormat::Json => json_line(e),
+            };
+            if writeln!(out, "{line}").is_err() {
+                // Broken pipe (e.g. `| head`): a quiet exit.
+                return Emitted::BrokenPipe;
+            }
+        }
+        if args.count.is_some_and(|c| summary.total >= c) {
+            return Emitted::CountReached;
+        }
+    }
+    Emitted::All
+}
+
 fn run_inner(args: Args) -> Result<(), WatchError> {
     let cfg = WatchConfig {
         ports: args.port.clone(),
@@ -332,6 +372,7 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut reported_lost = 0;
+    let mut count_reached = false;
     'main: loop {
         if STOP.load(Ordering::SeqCst) {
             break;
@@ -345,24 +386,13 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
             timeout = timeout.min(left);
         }
         let events = w.poll(timeout)?;
-        for e in &events {
-            summary.add(e);
-            if args.metrics.is_some() {
-                metrics.observe(e);
-            }
-            if !args.quiet {
-                let line = match args.format {
-                    OutputFormat::Human => human_line(e),
-                    OutputFormat::Json => json_line(e),
-                };
-                if writeln!(out, "{line}").is_err() {
-                    // Broken pipe (e.g. `| head`): a quiet exit.
-                    return Ok(());
-                }
-            }
-            if args.count.is_some_and(|c| summary.total >= c) {
+        match emit(&args, &events, &mut summary, &mut metrics, &mut out) {
+            Emitted::All => {}
+            Emitted::CountReached => {
+                count_reached = true;
                 break 'main;
             }
+            Emitted::BrokenPipe => return Ok(()),
         }
         if out.flush().is_err() {
             return Ok(());
@@ -376,6 +406,14 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
             reported_lost = w.lost();
         }
         metrics.set_lost(w.lost());
+    }
+    if !count_reached {
+        // What was read but not yet reported (a received reset waiting for
+        // its state change), and what the kernel wrote since the last poll.
+        let rest = w.finish();
+        if let Emitted::BrokenPipe = emit(&args, &rest, &mut summary, &mut metrics, &mut out) {
+            return Ok(());
+        }
     }
     let _ = out.flush();
     eprint!("{}", summary.render(w.lost(), start.elapsed()));

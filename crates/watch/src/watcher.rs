@@ -202,6 +202,8 @@ struct Owner {
 struct Pending {
     /// Drains this record has waited through.
     age: u8,
+    /// When it was read.
+    read_at: Instant,
     rec: decode::ReceivedReset,
     pid: Option<u32>,
     tid: u32,
@@ -222,6 +224,8 @@ struct Sample {
 const OWNER_CAP: usize = 1 << 18;
 const COMM_TTL: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(100);
+/// How long a received reset waits for the state change that follows it.
+const PENDING_WAIT: Duration = Duration::from_millis(20);
 /// How often the sock_diag table is re-read.
 const SOCK_REFRESH: Duration = Duration::from_secs(2);
 
@@ -618,6 +622,20 @@ impl Watcher {
         }
     }
 
+    /// Reads what is left in the kernel's buffers and returns it with every
+    /// received reset still waiting for its state change (without state):
+    /// call before exiting so nothing read is dropped.
+    pub fn finish(&mut self) -> Vec<ResetEvent> {
+        let mut out = Vec::new();
+        self.drain_all(&mut out);
+        for p in std::mem::take(&mut self.pending) {
+            let e = self.received_event(p, None);
+            self.push(e, &mut out);
+        }
+        out.sort_by_key(|e| e.ts);
+        out
+    }
+
     /// Everything waiting in the kernel's buffers, decoded, in time order.
     fn read_samples(&mut self) -> Vec<Sample> {
         let formats = &self.formats;
@@ -714,6 +732,7 @@ impl Watcher {
                 }
                 Ok(Record::Received(r)) => pending.push(Pending {
                     age: 0,
+                    read_at: Instant::now(),
                     rec: r,
                     pid,
                     tid,
@@ -758,7 +777,9 @@ impl Watcher {
         }
         let mut keep = Vec::new();
         for mut p in pending {
-            if p.age >= 1 {
+            // Written microseconds after the reset on the same CPU: one
+            // more drain, at least PENDING_WAIT later, is enough.
+            if p.age >= 1 && p.read_at.elapsed() >= PENDING_WAIT {
                 let e = self.received_event(p, None);
                 self.push(e, out);
             } else {
