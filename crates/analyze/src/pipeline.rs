@@ -90,10 +90,12 @@ pub(crate) fn stream_parallel(
                         let seg = Segment { payload, ..it.seg };
                         tracker.packet(it.ts, &seg);
                     }
-                    let done: Vec<ConnSummary> = tracker
-                        .take_finished()
-                        .map(|c| summary::summarize(&c, &copts))
-                        .collect();
+                    let mut done: Vec<ConnSummary> = Vec::new();
+                    tracker.drain_finished(|c| {
+                        if c.resets > 0 || !opts.resets_only {
+                            done.push(summary::summarize(c, &copts));
+                        }
+                    });
                     if !done.is_empty() && out.send(done).is_err() {
                         break;
                     }
@@ -101,6 +103,7 @@ pub(crate) fn stream_parallel(
                 let rest: Vec<ConnSummary> = tracker
                     .finish()
                     .iter()
+                    .filter(|c| c.resets > 0 || !opts.resets_only)
                     .map(|c| summary::summarize(c, &copts))
                     .collect();
                 let _ = out.send(rest);

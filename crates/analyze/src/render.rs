@@ -2,7 +2,7 @@
 
 use crate::summary::ConnSummary;
 use crate::Stats;
-use rstscope_core::{Cause, Sender};
+use rstscope_core::{text, Cause, Sender};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -43,6 +43,17 @@ struct JsonConn<'a> {
 
 /// Writes one NDJSON line.
 pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
+    let orig = text::socket_string(c.orig);
+    let resp = text::socket_string(c.resp);
+    let name = |a: std::net::SocketAddr| {
+        if a == c.orig {
+            orig.clone()
+        } else if a == c.resp {
+            resp.clone()
+        } else {
+            text::socket_string(a)
+        }
+    };
     let reset = c.reset.as_ref().map(|r| JsonReset {
         ts: r.event.ts.as_secs_f64(),
         from: r.event.from.map(|s| s.id()).unwrap_or("unknown"),
@@ -53,12 +64,12 @@ pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
         idle_before_s: r.idle_before_s,
         ttl: r.ttl,
         expected_ttl: r.expected_ttl,
-        src: r.event.src.to_string(),
-        dst: r.event.dst.to_string(),
+        src: name(r.event.src),
+        dst: name(r.event.dst),
     });
     let j = JsonConn {
-        orig: c.orig.to_string(),
-        resp: c.resp.to_string(),
+        orig,
+        resp,
         start: c.start.as_secs_f64(),
         end: c.end.as_secs_f64(),
         duration: c.duration,
