@@ -231,7 +231,12 @@ pub struct CaptureReader {
     prefetched: usize,
     /// Mapped files: offset up to which pages were given back.
     released: usize,
+    /// Mapped files: offset up to which pages were mapped in advance.
+    populated: usize,
 }
+
+/// Mapped files: map this many bytes ahead at a time.
+const POPULATE_AHEAD: usize = 8 << 20;
 
 /// Mapped files: give read pages back in steps of this many bytes.
 const RELEASE_EVERY: usize = 16 << 20;
@@ -365,6 +370,7 @@ impl CaptureReader {
             stats: Stats::default(),
             prefetched: 0,
             released: 0,
+            populated: 0,
         }
     }
 
@@ -413,10 +419,16 @@ impl CaptureReader {
 
     /// Makes at least `n` unread bytes available, unless the stream ends first.
     /// Returns the number available (may be less than `n` only at EOF).
+    #[inline]
     fn fill(&mut self, n: usize) -> Result<usize, Error> {
         if self.end - self.pos >= n {
             return Ok(self.end - self.pos);
         }
+        self.refill(n)
+    }
+
+    #[cold]
+    fn refill(&mut self, n: usize) -> Result<usize, Error> {
         let Buf::Owned(buf) = &mut self.buf else {
             // A mapped file is all there from the start.
             return Ok(self.end - self.pos);
@@ -539,6 +551,12 @@ impl CaptureReader {
                     // Drop the pages already read from this process's
                     // memory map, so the resident size stays small however
                     // big the file is (the page cache keeps them).
+                    if self.pos + POPULATE_AHEAD / 2 > self.populated && self.populated < m.len() {
+                        let from = self.populated.max(self.pos & !(RELEASE_ALIGN - 1));
+                        let len = POPULATE_AHEAD.min(m.len() - from);
+                        let _ = m.advise_range(memmap2::Advice::PopulateRead, from, len);
+                        self.populated = from + len;
+                    }
                     let upto = start & !(RELEASE_ALIGN - 1);
                     if upto - self.released >= RELEASE_EVERY {
                         // SAFETY: a read-only file mapping; no packet
