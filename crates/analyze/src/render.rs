@@ -100,7 +100,11 @@ pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
 /// A JSON string: plain text is copied, anything else escaped by serde.
 #[inline]
 fn string(b: &mut Vec<u8>, s: &str) -> io::Result<()> {
-    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+    // A branch-free scan, which the compiler vectorizes.
+    let special = s.bytes().fold(false, |acc, c| {
+        acc | (c < 0x20) | (c == b'"') | (c == b'\\')
+    });
+    if !special {
         b.push(b'"');
         b.extend_from_slice(s.as_bytes());
         b.push(b'"');

@@ -22,8 +22,21 @@ pub fn push_u32(out: &mut String, n: u32) {
             break;
         }
     }
-    // The bytes are ASCII digits.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    for &d in &buf[i..] {
+        out.push(d as char);
+    }
+}
+
+/// Appends one byte in decimal.
+#[inline]
+fn push_u8(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push((b'0' + n / 100) as char);
+    }
+    if n >= 10 {
+        out.push((b'0' + n / 10 % 10) as char);
+    }
+    out.push((b'0' + n % 10) as char);
 }
 
 /// Appends an IPv4 address as `a.b.c.d`.
@@ -33,7 +46,7 @@ pub fn push_ipv4(out: &mut String, a: Ipv4Addr) {
         if k > 0 {
             out.push('.');
         }
-        push_u32(out, o as u32);
+        push_u8(out, o);
     }
 }
 
