@@ -78,13 +78,7 @@ pub(crate) fn stream_parallel(
             workers.push(scope.spawn(move || -> TrackerStats {
                 let mut tracker = tracker_for(opts);
                 for batch in rx {
-                    // Start loading the connection of a later packet while
-                    // this one is processed (see Tracker::prefetch).
-                    const AHEAD: usize = 12;
-                    for (k, it) in batch.items.iter().enumerate() {
-                        if let Some(next) = batch.items.get(k + AHEAD) {
-                            tracker.prefetch(&next.seg);
-                        }
+                    for it in &batch.items {
                         let payload =
                             &batch.arena[it.pay.0 as usize..(it.pay.0 + it.pay.1) as usize];
                         let seg = Segment { payload, ..it.seg };
