@@ -1410,7 +1410,7 @@ impl Wheel {
 /// connections in use are already in the L2 cache, and the extra lookups
 /// cost more than they saved.)
 ///
-/// Zeek's timers live in a [`Wheel`] of one-second buckets, so a connection
+/// Zeek's timers live in a timing wheel of one-second buckets, so a connection
 /// is only looked at again when one of its timers may have run out (no
 /// periodic sweep over every open connection). Entries are lazy: a
 /// connection whose deadline moved on is filed again, and entries of a
