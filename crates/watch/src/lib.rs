@@ -2,7 +2,7 @@
 //! with the kernel's own reason, the TCP state, the process, and a cause id
 //! of `CAUSES.md`.
 //!
-//! - [`format`]: parser of tracefs `format` files (fields, reason/state tables).
+//! - [`mod@format`]: parser of tracefs `format` files (fields, reason/state tables).
 //! - [`decode`]: pure decoder of raw tracepoint samples (6.10+ and older layouts).
 //! - [`classify`]: kernel reason and state → cause id, with evidence.
 //! - [`ftrace`]: private tracefs instance, per-CPU `trace_pipe_raw` pages (default reader).
