@@ -253,7 +253,9 @@ impl DiagSock {
 #[derive(Default)]
 pub struct SockTable {
     by_cookie: HashMap<u64, u32>,
-    by_pair: HashMap<(SocketAddr, SocketAddr), u32>,
+    /// `None`: the pair names more than one socket (the same addresses in
+    /// several network namespaces), so it identifies none.
+    by_pair: HashMap<(SocketAddr, SocketAddr), Option<u32>>,
     /// Socket inode → owning pid (None: searched, not found).
     owners: HashMap<u32, Option<u32>>,
     /// Failures met (for the user's notes), at most a few.
@@ -312,15 +314,31 @@ impl SockTable {
                     continue;
                 }
             };
-            for d in list.into_iter().filter(|d| d.inode != 0) {
-                self.by_cookie.insert(d.cookie, d.inode);
-                self.by_pair.insert((d.local, d.remote), d.inode);
+            for d in list {
+                self.add(d);
             }
         }
         // Inodes are not reused while a socket lives, but forget the
         // owners of sockets that are gone.
         let live: std::collections::HashSet<u32> = self.by_cookie.values().copied().collect();
         self.owners.retain(|i, _| live.contains(i));
+    }
+
+    /// Records one listed socket (time-wait and request sockets, which have
+    /// no inode and no owner, are skipped).
+    fn add(&mut self, d: DiagSocket) {
+        if d.inode == 0 {
+            return;
+        }
+        self.by_cookie.insert(d.cookie, d.inode);
+        self.by_pair
+            .entry((d.local, d.remote))
+            .and_modify(|i| {
+                if *i != Some(d.inode) {
+                    *i = None
+                }
+            })
+            .or_insert(Some(d.inode));
     }
 
     /// Sockets known from the last refresh.
@@ -333,13 +351,14 @@ impl SockTable {
         self.by_cookie.is_empty()
     }
 
-    /// The inode of the socket with this cookie, else with this address
-    /// pair, as of the last refresh.
+    /// The inode of the socket with this cookie (unique on the host), else
+    /// with this address pair when exactly one socket had it, as of the last
+    /// refresh.
     pub fn inode(&self, cookie: Option<u64>, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
-        cookie
-            .and_then(|c| self.by_cookie.get(&c))
-            .or_else(|| self.by_pair.get(&(local, remote)))
-            .copied()
+        match cookie.and_then(|c| self.by_cookie.get(&c)) {
+            Some(i) => Some(*i),
+            None => self.by_pair.get(&(local, remote)).copied().flatten(),
+        }
     }
 
     /// The process holding socket `inode` open (`/proc/PID/fd/N` →
@@ -424,6 +443,28 @@ mod tests {
     }
 
     #[test]
+    fn a_pair_seen_twice_identifies_nothing() {
+        let a = "10.0.0.1:80".parse().unwrap();
+        let b = "10.0.0.2:5000".parse().unwrap();
+        let d = |cookie, inode| DiagSocket {
+            local: a,
+            remote: b,
+            cookie,
+            inode,
+        };
+        let mut t = SockTable::default();
+        t.add(d(1, 11));
+        assert_eq!(t.inode(None, a, b), Some(11));
+        // The same addresses in another network namespace.
+        t.add(d(2, 12));
+        assert_eq!(t.inode(None, a, b), None);
+        assert_eq!(t.inode(Some(2), a, b), Some(12));
+        t.add(d(3, 0));
+        assert_eq!(t.inode(Some(3), a, b), None, "time-wait: no inode");
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
     fn bad_lengths_never_panic() {
         let mut d = nl(SOCK_DIAG_BY_FAMILY, 1, &msg(2, 1, 2, 3, 4));
         d[0..4].copy_from_slice(&10_000u32.to_ne_bytes());
@@ -465,7 +506,7 @@ mod tests {
         let mut t = SockTable::default();
         // A table with only this namespace, no refresh of all namespaces.
         for d in all {
-            t.by_cookie.insert(d.cookie, d.inode);
+            t.add(d);
         }
         let ino = t
             .inode(Some(cookie), local, l.local_addr().unwrap())

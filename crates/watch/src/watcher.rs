@@ -196,6 +196,8 @@ struct Owner {
     pid: u32,
     local: SocketAddr,
     remote: SocketAddr,
+    /// Learned from close()/shutdown() (FIN_WAIT1), not connect().
+    closed: bool,
 }
 
 /// Received resets waiting for the state change that follows them.
@@ -284,6 +286,7 @@ pub struct Watcher {
     state_close: i32,
     state_syn_sent: i32,
     state_listen: i32,
+    state_fin_wait1: i32,
     /// Listening sockets seen being created: skaddr → (pid, local address).
     listeners: HashMap<u64, (u32, SocketAddr)>,
 }
@@ -368,13 +371,18 @@ impl Watcher {
             let close = s.symbol_value("newstate", "TCP_CLOSE").unwrap_or(7);
             let syn = s.symbol_value("newstate", "TCP_SYN_SENT").unwrap_or(2);
             let listen = s.symbol_value("newstate", "TCP_LISTEN").unwrap_or(10);
+            let fin1 = s.symbol_value("newstate", "TCP_FIN_WAIT1").unwrap_or(4);
             // SYN_SENT: connect() runs in the owner's context (who owns it);
             // LISTEN: so does listen() (who serves a port);
+            // FIN_WAIT1: so does close()/shutdown() of the side closing
+            // first (who owns the orphan that later answers data with RST);
             // -> CLOSE: the state a socket was in when a reset closed it.
-            // All three are rare next to data packets; ESTABLISHED and the
-            // FIN states, which every connection passes, are not recorded.
-            let mut f =
-                format!("(newstate == {syn} || newstate == {listen} || newstate == {close})");
+            // One or two records per connection; ESTABLISHED and the other
+            // FIN states are not recorded.
+            let mut f = format!(
+                "(newstate == {syn} || newstate == {listen} || newstate == {fin1} || \
+                 newstate == {close})"
+            );
             if s.field("protocol").is_some() {
                 f.push_str(" && protocol == 6");
             }
@@ -461,6 +469,9 @@ impl Watcher {
             state_listen: st
                 .and_then(|s| s.symbol_value("newstate", "TCP_LISTEN"))
                 .unwrap_or(10) as i32,
+            state_fin_wait1: st
+                .and_then(|s| s.symbol_value("newstate", "TCP_FIN_WAIT1"))
+                .unwrap_or(4) as i32,
             listeners: HashMap::new(),
             formats,
             notes,
@@ -757,7 +768,9 @@ impl Watcher {
                         }
                         let pid = self.tgid(tid, pid);
                         self.listeners.insert(s.skaddr, (pid, s.local));
-                    } else if s.new == self.state_syn_sent && !s.common.in_interrupt() {
+                    } else if (s.new == self.state_syn_sent || s.new == self.state_fin_wait1)
+                        && !s.common.in_interrupt()
+                    {
                         if self.owners.len() >= OWNER_CAP {
                             self.owners.clear();
                         }
@@ -768,6 +781,7 @@ impl Watcher {
                                 pid,
                                 local: s.local,
                                 remote: s.remote,
+                                closed: s.new == self.state_fin_wait1,
                             },
                         );
                     }
@@ -893,11 +907,14 @@ impl Watcher {
     fn attribute(
         &mut self,
         e: &mut ResetEvent,
-        (local, remote, cookie): (SocketAddr, SocketAddr, Option<u64>),
+        (skaddr, local, remote, cookie): (u64, SocketAddr, SocketAddr, Option<u64>),
         process_ctx: Option<(u32, u32)>,
         cached: Option<Owner>,
     ) {
-        let diag = if process_ctx.is_none() && cached.is_none() {
+        // A reset sent on behalf of a listener (INVALID_SYN): the listener
+        // itself was seen entering LISTEN.
+        let listener = self.listeners.get(&skaddr).map(|(p, _)| *p);
+        let diag = if process_ctx.is_none() && cached.is_none() && listener.is_none() {
             self.socks
                 .inode(cookie, local, remote)
                 .and_then(|ino| Some((ino, self.socks.owner(ino)?)))
@@ -912,7 +929,16 @@ impl Watcher {
         } else if let Some(o) = cached {
             (
                 o.pid,
-                "the task that called connect() on this socket".to_string(),
+                if o.closed {
+                    "the task that closed (or shut down) this socket".to_string()
+                } else {
+                    "the task that called connect() on this socket".to_string()
+                },
+            )
+        } else if let Some(pid) = listener {
+            (
+                pid,
+                "the task that called listen() on this socket".to_string(),
             )
         } else if let Some((ino, pid)) = diag {
             (
@@ -971,7 +997,12 @@ impl Watcher {
             .then(|| self.cached_owner(s.skaddr, s.local, s.remote))
             .flatten();
         if has_socket {
-            self.attribute(&mut e, (s.local, s.remote, None), process_ctx, cached);
+            self.attribute(
+                &mut e,
+                (s.skaddr, s.local, s.remote, None),
+                process_ctx,
+                cached,
+            );
         } else {
             e.evidence
                 .push("no process: no socket matched the segment".into());
@@ -1002,7 +1033,12 @@ impl Watcher {
         e.state = state;
         let process_ctx = (!r.common.in_interrupt()).then(|| (self.tgid(p.tid, p.pid), p.tid));
         let cached = self.cached_owner(r.skaddr, r.local, r.remote);
-        self.attribute(&mut e, (r.local, r.remote, r.cookie), process_ctx, cached);
+        self.attribute(
+            &mut e,
+            (r.skaddr, r.local, r.remote, r.cookie),
+            process_ctx,
+            cached,
+        );
         e
     }
 }
