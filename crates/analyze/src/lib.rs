@@ -100,6 +100,9 @@ pub struct Options {
     /// Connection-tracking threads (1: everything on the calling thread, in
     /// a deterministic order).
     pub threads: usize,
+    /// Hand only connections with an RST to the sink (the others are
+    /// still tracked and counted in [`Stats`], but never summarized).
+    pub resets_only: bool,
 }
 
 impl Default for Options {
@@ -108,6 +111,7 @@ impl Default for Options {
             idle_threshold: None,
             conn_timeout: 7500.0,
             threads: 1,
+            resets_only: false,
         }
     }
 }
@@ -253,14 +257,20 @@ fn stream_serial(
         &mut stats,
         |ts, seg| {
             tracker.packet(ts, seg);
-            for c in tracker.take_finished() {
-                sink(summary::summarize(&c, &copts))?;
-            }
-            Ok(true)
+            let mut result = Ok(());
+            tracker.drain_finished(|c| {
+                if result.is_ok() && (c.resets > 0 || !opts.resets_only) {
+                    result = sink(summary::summarize(c, &copts));
+                }
+            });
+            result.map(|_| true)
         },
         progress,
     )?;
     for c in tracker.finish() {
+        if c.resets == 0 && opts.resets_only {
+            continue;
+        }
         sink(summary::summarize(&c, &copts))?;
     }
     stats.tcp = tracker.stats.segments;
@@ -365,16 +375,17 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
             .min(4),
         n => n,
     };
-    let opts = Options {
-        idle_threshold: args.idle_threshold,
-        conn_timeout: args.conn_timeout,
-        threads,
-    };
     let filter = Filter {
         hosts: args.host.clone(),
         ports: args.port.clone(),
         causes: args.cause.clone(),
         all: args.all && args.format != Format::Human,
+    };
+    let opts = Options {
+        idle_threshold: args.idle_threshold,
+        conn_timeout: args.conn_timeout,
+        threads,
+        resets_only: !filter.all,
     };
 
     let bar = match reader.file_size() {

@@ -78,22 +78,18 @@ pub(crate) fn stream_parallel(
             workers.push(scope.spawn(move || -> TrackerStats {
                 let mut tracker = tracker_for(opts);
                 for batch in rx {
-                    // Start loading the connection of a later packet while
-                    // this one is processed (see Tracker::prefetch).
-                    const AHEAD: usize = 12;
-                    for (k, it) in batch.items.iter().enumerate() {
-                        if let Some(next) = batch.items.get(k + AHEAD) {
-                            tracker.prefetch(&next.seg);
-                        }
+                    for it in &batch.items {
                         let payload =
                             &batch.arena[it.pay.0 as usize..(it.pay.0 + it.pay.1) as usize];
                         let seg = Segment { payload, ..it.seg };
                         tracker.packet(it.ts, &seg);
                     }
-                    let done: Vec<ConnSummary> = tracker
-                        .take_finished()
-                        .map(|c| summary::summarize(&c, &copts))
-                        .collect();
+                    let mut done: Vec<ConnSummary> = Vec::new();
+                    tracker.drain_finished(|c| {
+                        if c.resets > 0 || !opts.resets_only {
+                            done.push(summary::summarize(c, &copts));
+                        }
+                    });
                     if !done.is_empty() && out.send(done).is_err() {
                         break;
                     }
@@ -101,6 +97,7 @@ pub(crate) fn stream_parallel(
                 let rest: Vec<ConnSummary> = tracker
                     .finish()
                     .iter()
+                    .filter(|c| c.resets > 0 || !opts.resets_only)
                     .map(|c| summary::summarize(c, &copts))
                     .collect();
                 let _ = out.send(rest);

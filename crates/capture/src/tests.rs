@@ -270,3 +270,51 @@ fn trickling_pipe_yields_the_same_packets() {
     }
     assert_eq!(got, want);
 }
+
+fn read_path(path: &std::path::Path) -> ReadAll {
+    let mut out = Vec::new();
+    let mut r = match CaptureReader::open(path) {
+        Ok(r) => r,
+        Err(e) => return (out, Some(e.to_string())),
+    };
+    loop {
+        match r.next_packet() {
+            Ok(Some(p)) => out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len)),
+            Ok(None) => return (out, None),
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+}
+
+/// Uncompressed files are memory-mapped rather than read: the packets and
+/// the errors (with their offsets) must be exactly those of the streaming
+/// reader, for whole files and for files cut at every byte.
+#[test]
+fn mapped_files_read_like_streams() {
+    let path = std::env::temp_dir().join(format!("rstscope-capture-map-{}", std::process::id()));
+    struct Rm<'a>(&'a std::path::Path);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _rm = Rm(&path);
+    for f in [
+        pcap(true, true, 1, &[(1, 2, b"first"), (3, 4, b"second")]),
+        pcap(false, false, 101, &[(5, 6, b"big-endian")]),
+        two_section_pcapng(),
+    ] {
+        for cut in 0..=f.len() {
+            std::fs::write(&path, &f[..cut]).unwrap();
+            let streamed = read_all(f[..cut].to_vec());
+            assert_eq!(read_path(&path), streamed, "cut at {cut}");
+        }
+        let mut r = CaptureReader::open(&path).unwrap();
+        while r.next_packet().unwrap().is_some() {}
+        assert_eq!(
+            r.bytes_consumed(),
+            f.len() as u64,
+            "progress reaches the end"
+        );
+    }
+}

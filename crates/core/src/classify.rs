@@ -119,9 +119,9 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     let name = |i: usize| -> String {
         let ip = c.ep[i].addr.to_ip();
         if c.ep[0].addr == c.ep[1].addr {
-            std::net::SocketAddr::new(ip, c.ep[i].port).to_string()
+            crate::text::socket_string(std::net::SocketAddr::new(ip, c.ep[i].port))
         } else {
-            ip.to_string()
+            crate::text::ip_string(ip)
         }
     };
     let me_ip = name(me);

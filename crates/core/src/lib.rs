@@ -13,11 +13,13 @@
 //! - [`wire`]: zero-copy packet views (link layers, IPv4, IPv6, TCP).
 //! - [`flow`]: the TCP connection tracker (Zeek-compatible `conn_state` and `history`).
 //! - [`classify`]: the reset classifier: who sent each RST and why.
+//! - [`text`]: fast address text (`ip:port`) for reports.
 
 pub mod cause;
 pub mod classify;
 pub mod event;
 pub mod flow;
+pub mod text;
 pub mod time;
 pub mod wire;
 

@@ -352,6 +352,7 @@ fn ethernet(frame: &[u8]) -> Result<Segment<'_>, Skip> {
     ethernet_at(frame, 0)
 }
 
+#[inline]
 fn ethernet_at(frame: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
     let mut off = 12;
     let mut et = be16(frame, off).ok_or(Skip::Malformed("Ethernet header truncated"))?;
@@ -370,6 +371,7 @@ fn by_ethertype(et: u16, rest: &[u8]) -> Result<Segment<'_>, Skip> {
     by_ethertype_at(et, rest, 0)
 }
 
+#[inline]
 fn by_ethertype_at(et: u16, rest: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
     match et {
         0x0800 => ipv4_at(rest, depth),
@@ -412,6 +414,7 @@ pub fn ipv4(b: &[u8]) -> Result<Segment<'_>, Skip> {
     ipv4_at(b, 0)
 }
 
+#[inline]
 fn ipv4_at(b: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
     if b.len() < 20 {
         return Err(Skip::Malformed("IPv4 header truncated"));
@@ -454,6 +457,7 @@ pub fn ipv6(b: &[u8]) -> Result<Segment<'_>, Skip> {
     ipv6_at(b, 0)
 }
 
+#[inline]
 fn ipv6_at(b: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
     if b.len() < 40 {
         return Err(Skip::Malformed("IPv6 header truncated"));
@@ -524,6 +528,7 @@ fn ipv6_at(b: &[u8], depth: u8) -> Result<Segment<'_>, Skip> {
 
 /// TCP. `b` is the captured part of the IP payload; `wire_len` its length on
 /// the wire according to the IP header.
+#[inline]
 fn tcp(
     src: Addr,
     dst: Addr,

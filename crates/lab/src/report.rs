@@ -93,8 +93,13 @@ pub struct ScenarioResult {
     pub resp: Option<SocketAddr>,
     /// The RST on the client's link.
     pub rst: Option<RstSeen>,
-    /// The kernel's reset reason (filled once `rstscope watch` is integrated).
+    /// The kernel's reset reason, from `rstscope watch`'s tracepoints.
     pub kernel_reason: Option<String>,
+    /// The process `rstscope watch` attributed that reset to (`comm`), when
+    /// the kernel sent it on behalf of a socket a process owns.
+    pub kernel_process: Option<String>,
+    /// Its process id.
+    pub kernel_pid: Option<u32>,
     /// The expected verdict.
     pub expected: Verdict,
     /// rstscope's verdict (`None` when not checked).
@@ -217,6 +222,8 @@ fn run_one(s: &Scenario, dir: &Path, privileged: bool) -> ScenarioResult {
         resp: None,
         rst: None,
         kernel_reason: None,
+        kernel_process: None,
+        kernel_pid: None,
         expected: s.expected,
         verdict: None,
         verdict_checked: false,
@@ -250,8 +257,8 @@ fn run_one(s: &Scenario, dir: &Path, privileged: bool) -> ScenarioResult {
             if std::env::var_os("RSTSCOPE_LAB_DEBUG").is_some() {
                 for e in &kernel {
                     eprintln!(
-                        "{}: kernel {} -> {} {:?} {:?} ts {}",
-                        s.name, e.src, e.dst, e.reason, e.state, e.ts
+                        "{}: kernel {} -> {} {:?} {:?} {:?}[{:?}] ts {}",
+                        s.name, e.src, e.dst, e.reason, e.state, e.comm, e.pid, e.ts
                     );
                 }
             }
@@ -262,15 +269,17 @@ fn run_one(s: &Scenario, dir: &Path, privileged: bool) -> ScenarioResult {
                 // reset sent on behalf of a listener carries the listener's
                 // unspecified peer.
                 let rst_ts = rst_ts as i64;
-                r.kernel_reason = kernel
+                let sent = kernel
                     .iter()
                     .filter(|e| e.src == rst.addr && (e.dst == peer || e.dst.ip().is_unspecified()))
-                    .min_by_key(|e| (e.dst != peer, (e.ts.0 - rst_ts).unsigned_abs()))
-                    .map(|e| {
-                        e.reason
-                            .clone()
-                            .unwrap_or_else(|| "(no reason on this kernel)".into())
-                    });
+                    .min_by_key(|e| (e.dst != peer, (e.ts.0 - rst_ts).unsigned_abs()));
+                r.kernel_reason = sent.map(|e| {
+                    e.reason
+                        .clone()
+                        .unwrap_or_else(|| "(no reason on this kernel)".into())
+                });
+                r.kernel_process = sent.and_then(|e| e.comm.clone());
+                r.kernel_pid = sent.and_then(|e| e.pid);
             }
             if privileged {
                 r.verdict_checked = true;
@@ -628,6 +637,8 @@ mod tests {
                 real_sender: "server kernel (close)".into(),
             }),
             kernel_reason: None,
+            kernel_process: None,
+            kernel_pid: None,
             expected: Verdict {
                 from: Side::Responder,
                 sender: Sender::Endpoint,

@@ -81,6 +81,7 @@ fn full_lab_as_root_gives_every_expected_verdict() {
         .find(|r| r.scenario == "firewall_reject")
         .unwrap();
     assert_eq!(fw.rst.as_ref().unwrap().ttl, 64);
+    kernel_reasons_and_processes_are_as_measured(&results);
     assert!(took.as_secs() < 60, "the catalog took {took:?}");
     assert!(
         ns::leftover_namespaces().is_empty(),
@@ -88,6 +89,88 @@ fn full_lab_as_root_gives_every_expected_verdict() {
         ns::leftover_namespaces()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Who sent a scenario's reset, as `rstscope watch` must report it.
+#[derive(Debug, PartialEq)]
+enum Proc {
+    /// No socket, or not the kernel's socket code: no process.
+    None,
+    /// This test process (the lab runs its sockets in-process).
+    Lab,
+    /// Another process, by command name.
+    Named(&'static str),
+}
+
+/// The kernel reason (`tcp_send_reset`) and the process `rstscope watch`
+/// reported for the RST on each scenario's wire, as measured on Linux 6.18.
+/// Every scenario must have a row: a new scenario needs its own.
+fn kernel_reasons_and_processes_are_as_measured(results: &[report::ScenarioResult]) {
+    let table: &[(&str, &[&str], Proc)] = &[
+        ("refused", &["NO_SOCKET"], Proc::None),
+        ("abortive_close", &["TCP_STATE"], Proc::Lab),
+        ("unread_data_close", &["TCP_ABORT_ON_CLOSE"], Proc::Lab),
+        // The killed process's name, saved by the tracer as it died.
+        (
+            "server_crash",
+            &["TCP_ABORT_ON_CLOSE"],
+            Proc::Named("sleep"),
+        ),
+        // Full orphaned socket, or (later) its time-wait successor: the
+        // scenario's own text documents both; the listener's process.
+        (
+            "data_after_close",
+            &["TCP_ABORT_ON_DATA", "TCP_TIMEWAIT_SOCKET"],
+            Proc::Lab,
+        ),
+        ("host_restart", &["NO_SOCKET"], Proc::None),
+        // nft's reject on the router: no kernel socket code sent it.
+        ("firewall_reject", &[], Proc::None),
+        ("nat_idle_expiry", &["NO_SOCKET"], Proc::None),
+        ("server_idle_timeout", &["TCP_STATE"], Proc::Lab),
+        // Sent from the keepalive timer (softirq, often on an idle CPU):
+        // the owner learned at connect().
+        ("keepalive_timeout", &["TCP_KEEPALIVE_TIMEOUT"], Proc::Lab),
+        // Sent on behalf of the listener.
+        ("listen_overflow", &["INVALID_SYN"], Proc::Lab),
+        ("handshake_abort", &["NO_SOCKET"], Proc::None),
+    ];
+    let me = std::process::id();
+    let my_comm = std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim_end()
+        .to_string();
+    let mut wrong = Vec::new();
+    for r in results {
+        let Some((_, reasons, proc_)) = table.iter().find(|(n, _, _)| *n == r.scenario) else {
+            wrong.push(format!(
+                "{}: no expected kernel reason in this test's table; add its row \
+                 (measured: {:?}, process {:?})",
+                r.scenario, r.kernel_reason, r.kernel_process
+            ));
+            continue;
+        };
+        let reason_ok = match r.kernel_reason.as_deref() {
+            None => reasons.is_empty(),
+            Some(k) => reasons.contains(&k),
+        };
+        let proc_ok = match proc_ {
+            Proc::None => r.kernel_process.is_none() && r.kernel_pid.is_none(),
+            Proc::Lab => {
+                r.kernel_pid == Some(me) && r.kernel_process.as_deref() == Some(my_comm.as_str())
+            }
+            Proc::Named(n) => {
+                r.kernel_process.as_deref() == Some(*n) && r.kernel_pid.is_some_and(|p| p != me)
+            }
+        };
+        if !reason_ok || !proc_ok {
+            wrong.push(format!(
+                "{}: kernel reason {:?} (expected one of {:?}), process {:?}[{:?}] (expected {:?})",
+                r.scenario, r.kernel_reason, reasons, r.kernel_process, r.kernel_pid, proc_
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 # and time. Reports resets produced vs received (loss) and watch's CPU.
 #
 #   crates/watch/bench/run.sh [COUNT=2000000] [SECONDS=20] [THREADS=2] [IDLE_SECONDS=10]
+#   BACKEND=perf crates/watch/bench/run.sh ...   (default: auto = ftrace)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 N=${1:-2000000}; T=${2:-20}; J=${3:-2}; IDLE=${4:-10}
@@ -25,7 +26,7 @@ ip -n "$NS" link set lo up
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
-target/release/rstscope watch --quiet --port "$PORT" 2>"$OUT/watch.err" &
+target/release/rstscope watch --quiet --backend "${BACKEND:-auto}" --port "$PORT" 2>"$OUT/watch.err" &
 WPID=$!
 sleep 1
 kill -0 "$WPID" || { cat "$OUT/watch.err"; exit 1; }

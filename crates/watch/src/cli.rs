@@ -1,7 +1,7 @@
 //! The `rstscope watch` command: flags, output, summary.
 
 use crate::metrics::Metrics;
-use crate::watcher::{local_remote, WatchConfig, WatchError, Watcher};
+use crate::watcher::{local_remote, Backend, WatchConfig, WatchError, Watcher};
 use rstscope_core::{Direction, ResetEvent};
 use std::collections::HashMap;
 use std::io::Write;
@@ -26,6 +26,18 @@ pub enum DirectionArg {
     Sent,
     /// Resets this host received.
     Received,
+}
+
+/// Which kernel interface reads the tracepoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// A private tracefs instance; perf_event_open when that is impossible.
+    Auto,
+    /// A private tracefs instance (ftrace ring buffers, `trace_pipe_raw`).
+    Ftrace,
+    /// perf_event_open ring buffers (misses resets handled while a CPU is
+    /// idle on some kernels; those are counted as lost).
+    Perf,
 }
 
 /// Command-line arguments of `rstscope watch`.
@@ -64,6 +76,9 @@ pub struct Args {
     /// Ring buffer size per CPU, in KiB.
     #[arg(long, value_name = "KIB", default_value_t = 8192)]
     pub ring_kb: usize,
+    /// How to read the tracepoints.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
 }
 
 /// Parses `30s`, `5m`, `1h`, `500ms` or a bare number of seconds.
@@ -196,6 +211,18 @@ pub struct Summary {
     by_cause: HashMap<&'static str, u64>,
     by_remote: HashMap<IpAddr, u64>,
     by_process: HashMap<String, u64>,
+    /// Reused to build a process key without allocating per reset.
+    key: String,
+}
+
+/// Adds one to `m[k]`, allocating the key only the first time.
+fn bump(m: &mut HashMap<String, u64>, k: &str) {
+    match m.get_mut(k) {
+        Some(v) => *v += 1,
+        None => {
+            m.insert(k.to_string(), 1);
+        }
+    }
 }
 
 fn top<K: std::fmt::Display>(m: &HashMap<K, u64>, n: usize) -> String {
@@ -218,18 +245,17 @@ impl Summary {
     /// Counts one reset.
     pub fn add(&mut self, e: &ResetEvent) {
         self.total += 1;
-        *self
-            .by_reason
-            .entry(e.reason.clone().unwrap_or_else(|| "none".into()))
-            .or_default() += 1;
+        bump(&mut self.by_reason, e.reason.as_deref().unwrap_or("none"));
         *self.by_cause.entry(e.cause.id()).or_default() += 1;
         *self.by_remote.entry(local_remote(e).1.ip()).or_default() += 1;
-        let p = match (e.pid, &e.comm) {
-            (Some(p), Some(c)) => format!("{c}[{p}]"),
-            (Some(p), None) => format!("pid{p}"),
-            _ => "unknown".into(),
+        use std::fmt::Write as _;
+        self.key.clear();
+        let _ = match (e.pid, &e.comm) {
+            (Some(p), Some(c)) => write!(self.key, "{c}[{p}]"),
+            (Some(p), None) => write!(self.key, "pid{p}"),
+            _ => write!(self.key, "unknown"),
         };
-        *self.by_process.entry(p).or_default() += 1;
+        bump(&mut self.by_process, &self.key);
     }
 
     /// The summary text.
@@ -261,6 +287,46 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// How far [`emit`] got.
+enum Emitted {
+    All,
+    CountReached,
+    BrokenPipe,
+}
+
+/// Counts, serves and prints `events`, stopping at `--count`.
+fn emit(
+    args: &Args,
+    events: &[ResetEvent],
+    summary: &mut Summary,
+    metrics: &mut Metrics,
+    out: &mut impl Write,
+) -> Emitted {
+    for e in events {
+        if args.count.is_some_and(|c| summary.total >= c) {
+            return Emitted::CountReached;
+        }
+        summary.add(e);
+        if args.metrics.is_some() {
+            metrics.observe(e);
+        }
+        if !args.quiet {
+            let line = match args.format {
+                OutputFormat::Human => human_line(e),
+                OutputFormat::Json => json_line(e),
+            };
+            if writeln!(out, "{line}").is_err() {
+                // Broken pipe (e.g. `| head`): a quiet exit.
+                return Emitted::BrokenPipe;
+            }
+        }
+        if args.count.is_some_and(|c| summary.total >= c) {
+            return Emitted::CountReached;
+        }
+    }
+    Emitted::All
+}
+
 fn run_inner(args: Args) -> Result<(), WatchError> {
     let cfg = WatchConfig {
         ports: args.port.clone(),
@@ -273,6 +339,11 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
         }),
         ring_kib: args.ring_kb,
         tracefs: None,
+        backend: match args.backend {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Ftrace => Backend::Ftrace,
+            BackendArg::Perf => Backend::Perf,
+        },
     };
     let mut w = Watcher::start(&cfg)?;
     install_signals();
@@ -292,12 +363,16 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
              causes are inferred from the TCP state"
         );
     }
-    eprintln!("rstscope watch: watching tcp_send_reset and tcp_receive_reset (Ctrl-C to stop)");
+    eprintln!(
+        "rstscope watch: watching tcp_send_reset and tcp_receive_reset through {} (Ctrl-C to stop)",
+        w.backend()
+    );
     let start = Instant::now();
     let mut summary = Summary::default();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut reported_lost = 0;
+    let mut count_reached = false;
     'main: loop {
         if STOP.load(Ordering::SeqCst) {
             break;
@@ -311,34 +386,34 @@ fn run_inner(args: Args) -> Result<(), WatchError> {
             timeout = timeout.min(left);
         }
         let events = w.poll(timeout)?;
-        for e in &events {
-            summary.add(e);
-            metrics.observe(e);
-            if !args.quiet {
-                let line = match args.format {
-                    OutputFormat::Human => human_line(e),
-                    OutputFormat::Json => json_line(e),
-                };
-                if writeln!(out, "{line}").is_err() {
-                    // Broken pipe (e.g. `| head`): a quiet exit.
-                    return Ok(());
-                }
-            }
-            if args.count.is_some_and(|c| summary.total >= c) {
+        match emit(&args, &events, &mut summary, &mut metrics, &mut out) {
+            Emitted::All => {}
+            Emitted::CountReached => {
+                count_reached = true;
                 break 'main;
             }
+            Emitted::BrokenPipe => return Ok(()),
         }
         if out.flush().is_err() {
             return Ok(());
         }
         if w.lost() > reported_lost {
             eprintln!(
-                "rstscope watch: WARNING {} samples lost so far (ring full): use --ring-kb to enlarge",
+                "rstscope watch: WARNING {} resets lost so far (buffer full, or not delivered by \
+                 the kernel): use --ring-kb to enlarge",
                 w.lost()
             );
             reported_lost = w.lost();
         }
         metrics.set_lost(w.lost());
+    }
+    if !count_reached {
+        // What was read but not yet reported (a received reset waiting for
+        // its state change), and what the kernel wrote since the last poll.
+        let rest = w.finish();
+        if let Emitted::BrokenPipe = emit(&args, &rest, &mut summary, &mut metrics, &mut out) {
+            return Ok(());
+        }
     }
     let _ = out.flush();
     eprint!("{}", summary.render(w.lost(), start.elapsed()));

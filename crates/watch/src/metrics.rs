@@ -58,7 +58,7 @@ impl Metrics {
         let lost = Counter::default();
         registry.register(
             "lost_samples",
-            "Tracepoint records the kernel dropped because rstscope's ring buffer was full",
+            "Tracepoint records the kernel did not deliver to rstscope: its buffer was full, or (perf backend) the kernel counted the event but wrote no sample",
             lost.clone(),
         );
         Metrics {

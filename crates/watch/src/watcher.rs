@@ -5,7 +5,9 @@
 use crate::classify;
 use crate::decode::{self, Formats, Record};
 use crate::format::TraceFormat;
+use crate::ftrace::Instance;
 use crate::perf::{self, Item, Ring};
+use crate::sockdiag::SockTable;
 use rstscope_core::{Direction, ResetEvent, Sender, Source, Timestamp};
 use std::collections::HashMap;
 use std::fmt;
@@ -32,6 +34,8 @@ pub struct WatchConfig {
     pub ring_kib: usize,
     /// tracefs mount point; `None` means `/sys/kernel/tracing`, mounted if absent.
     pub tracefs: Option<PathBuf>,
+    /// How the tracepoints are read.
+    pub backend: Backend,
 }
 
 impl WatchConfig {
@@ -192,40 +196,97 @@ struct Owner {
     pid: u32,
     local: SocketAddr,
     remote: SocketAddr,
+    /// Learned from close()/shutdown() (FIN_WAIT1), not connect().
+    closed: bool,
 }
 
 /// Received resets waiting for the state change that follows them.
 struct Pending {
     /// Drains this record has waited through.
     age: u8,
+    /// When it was read.
+    read_at: Instant,
     rec: decode::ReceivedReset,
-    pid: u32,
+    pid: Option<u32>,
     tid: u32,
     time: u64,
+}
+
+/// One record read from either reader.
+struct Sample {
+    /// Process id (tgid), when the reader knows it (perf does).
+    pid: Option<u32>,
+    /// Thread id of the task that was running.
+    tid: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds.
+    time: u64,
+    rec: Result<Record, decode::DecodeError>,
 }
 
 const OWNER_CAP: usize = 1 << 18;
 const COMM_TTL: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(100);
+/// How long a received reset waits for the state change that follows it.
+const PENDING_WAIT: Duration = Duration::from_millis(20);
+/// How often the sock_diag table is re-read.
+const SOCK_REFRESH: Duration = Duration::from_secs(2);
+
+/// How the tracepoints are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// A private tracefs instance; perf when instances cannot be created.
+    #[default]
+    Auto,
+    /// A private tracefs instance (`instances/rstscope-PID-N`), read
+    /// through `per_cpu/cpuN/trace_pipe_raw`. Sees resets that fire while a
+    /// CPU is idle, which perf misses on some kernels (see [`crate::ftrace`]).
+    Ftrace,
+    /// `perf_event_open` per-CPU ring buffers. Records the kernel counted
+    /// but never wrote (the idle-CPU hole) are reported as lost.
+    Perf,
+}
+
+/// The perf reader: one ring per CPU, and per ring the descriptors of
+/// every event writing into it (to compare the kernel's count with the
+/// records that arrived).
+struct PerfReader {
+    rings: Vec<Ring>,
+    others: Vec<Vec<OwnedFd>>,
+    /// Per ring: samples read, lost records reported, events counted at
+    /// the previous drain, and records counted but never written.
+    seen: Vec<u64>,
+    lost_rec: Vec<u64>,
+    counted_before: Vec<u64>,
+    unsampled: Vec<u64>,
+}
+
+enum Reader {
+    Perf(PerfReader),
+    Ftrace(Instance),
+}
 
 /// The live reader of the kernel's reset tracepoints.
 pub struct Watcher {
     cfg: WatchConfig,
     formats: Formats,
-    rings: Vec<Ring>,
+    reader: Reader,
     notes: Vec<String>,
-    /// Per ring: received resets whose state change has not been read yet.
-    pending: Vec<Vec<Pending>>,
-    _others: Vec<OwnedFd>,
+    /// Received resets whose state change has not been read yet.
+    pending: Vec<Pending>,
     epoll: OwnedFd,
-    lost: u64,
     decode_errors: u64,
     mono_to_real: i64,
     owners: HashMap<u64, Owner>,
     comms: HashMap<u32, (Option<String>, Instant)>,
+    tgids: HashMap<u32, (u32, Instant)>,
+    /// Sockets and their owners from sock_diag, refreshed every
+    /// [`SOCK_REFRESH`].
+    socks: SockTable,
+    socks_at: Instant,
     state_close: i32,
     state_syn_sent: i32,
     state_listen: i32,
+    state_fin_wait1: i32,
     /// Listening sockets seen being created: skaddr → (pid, local address).
     listeners: HashMap<u64, (u32, SocketAddr)>,
 }
@@ -260,22 +321,41 @@ fn now_offset() -> i64 {
     get(libc::CLOCK_REALTIME) - get(libc::CLOCK_MONOTONIC)
 }
 
+fn epoll_add(epoll: &OwnedFd, fd: std::os::fd::RawFd, tag: u64) -> Result<(), WatchError> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: tag,
+    };
+    // SAFETY: valid epoll fd, descriptor and event pointer.
+    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        return Err(WatchError::Io(
+            "epoll_ctl".into(),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel's count of an event (the value `read(2)` returns).
+fn read_count(fd: &OwnedFd) -> u64 {
+    let mut v = 0u64;
+    // SAFETY: reading 8 bytes into a u64 we own from a perf event fd
+    // (read_format 0: the value alone).
+    let r = unsafe { libc::read(fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) };
+    if r == 8 {
+        v
+    } else {
+        0
+    }
+}
+
 impl Watcher {
-    /// Reads the tracepoint formats, opens the events on every online CPU
-    /// and starts recording. Fails at once, naming the missing privilege,
-    /// when it cannot.
+    /// Reads the tracepoint formats, starts recording on every online CPU
+    /// (see [`Backend`]) and returns. Fails at once, naming the missing
+    /// privilege, when it cannot.
     pub fn start(cfg: &WatchConfig) -> Result<Watcher, WatchError> {
         let formats = load_formats(cfg.tracefs.as_deref())?;
         let cpus = perf::online_cpus().map_err(io_err("reading /sys/devices/system/cpu/online"))?;
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let kib = if cfg.ring_kib == 0 {
-            2048
-        } else {
-            cfg.ring_kib
-        };
-        let pages = (kib * 1024).div_ceil(page).next_power_of_two().max(1);
-        let wakeup = ((pages * page) / 8).max(page) as u32;
         // SAFETY: epoll_create1 has no pointer arguments.
         let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if ep < 0 {
@@ -286,26 +366,143 @@ impl Watcher {
         }
         // SAFETY: fresh descriptor we own.
         let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
-        let mut rings = Vec::new();
-        let mut others = Vec::new();
         let mut notes = Vec::new();
         let state_filter = formats.set_state.as_ref().map(|s| {
             let close = s.symbol_value("newstate", "TCP_CLOSE").unwrap_or(7);
             let syn = s.symbol_value("newstate", "TCP_SYN_SENT").unwrap_or(2);
             let listen = s.symbol_value("newstate", "TCP_LISTEN").unwrap_or(10);
+            let fin1 = s.symbol_value("newstate", "TCP_FIN_WAIT1").unwrap_or(4);
             // SYN_SENT: connect() runs in the owner's context (who owns it);
             // LISTEN: so does listen() (who serves a port);
+            // FIN_WAIT1: so does close()/shutdown() of the side closing
+            // first (who owns the orphan that later answers data with RST);
             // -> CLOSE: the state a socket was in when a reset closed it.
-            // All three are rare next to data packets; ESTABLISHED and the
-            // FIN states, which every connection passes, are not recorded.
-            let mut f =
-                format!("(newstate == {syn} || newstate == {listen} || newstate == {close})");
+            // One or two records per connection; ESTABLISHED and the other
+            // FIN states are not recorded.
+            let mut f = format!(
+                "(newstate == {syn} || newstate == {listen} || newstate == {fin1} || \
+                 newstate == {close})"
+            );
             if s.field("protocol").is_some() {
                 f.push_str(" && protocol == 6");
             }
             f
         });
-        for &cpu in &cpus {
+        let kib = if cfg.ring_kib == 0 {
+            2048
+        } else {
+            cfg.ring_kib
+        };
+        let root = cfg
+            .tracefs
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_TRACEFS));
+        let reader = match cfg.backend {
+            Backend::Perf => Reader::Perf(Self::open_perf(
+                &formats,
+                &cpus,
+                kib,
+                state_filter.as_deref(),
+                &epoll,
+                &mut notes,
+            )?),
+            Backend::Ftrace | Backend::Auto => {
+                let mut events: Vec<(&str, Option<&str>)> = vec![
+                    ("tcp/tcp_send_reset", None),
+                    ("tcp/tcp_receive_reset", None),
+                ];
+                if formats.set_state.is_some() {
+                    events.push(("sock/inet_sock_set_state", state_filter.as_deref()));
+                }
+                match Instance::create(&root, &cpus, kib, &events) {
+                    Ok(inst) => {
+                        for (cpu, fd) in inst.fds() {
+                            epoll_add(&epoll, fd, cpu as u64)?;
+                        }
+                        Reader::Ftrace(inst)
+                    }
+                    Err(e) if cfg.backend == Backend::Auto => {
+                        notes.push(format!(
+                            "reading through perf_event_open: no private tracefs instance ({e}); \
+                             resets handled while a CPU is idle may be missed on some kernels \
+                             (counted as lost)"
+                        ));
+                        Reader::Perf(Self::open_perf(
+                            &formats,
+                            &cpus,
+                            kib,
+                            state_filter.as_deref(),
+                            &epoll,
+                            &mut notes,
+                        )?)
+                    }
+                    Err(e) => {
+                        return Err(match e.kind() {
+                            std::io::ErrorKind::PermissionDenied => {
+                                WatchError::Permission(format!(
+                                "cannot create a tracefs instance: {e}. rstscope watch needs root \
+                                 (or write access to {}/instances); or use the perf backend \
+                                 with CAP_PERFMON",
+                                root.display()
+                            ))
+                            }
+                            _ => WatchError::Tracefs(format!(
+                                "cannot create a tracefs instance: {e}"
+                            )),
+                        })
+                    }
+                }
+            }
+        };
+        let mut socks = SockTable::default();
+        socks.refresh();
+        notes.append(&mut socks.errors);
+        let st = formats.set_state.as_ref();
+        Ok(Watcher {
+            cfg: cfg.clone(),
+            state_close: st
+                .and_then(|s| s.symbol_value("newstate", "TCP_CLOSE"))
+                .unwrap_or(7) as i32,
+            state_syn_sent: st
+                .and_then(|s| s.symbol_value("newstate", "TCP_SYN_SENT"))
+                .unwrap_or(2) as i32,
+            state_listen: st
+                .and_then(|s| s.symbol_value("newstate", "TCP_LISTEN"))
+                .unwrap_or(10) as i32,
+            state_fin_wait1: st
+                .and_then(|s| s.symbol_value("newstate", "TCP_FIN_WAIT1"))
+                .unwrap_or(4) as i32,
+            listeners: HashMap::new(),
+            formats,
+            notes,
+            pending: Vec::new(),
+            reader,
+            epoll,
+            decode_errors: 0,
+            mono_to_real: now_offset(),
+            owners: HashMap::new(),
+            comms: HashMap::new(),
+            tgids: HashMap::new(),
+            socks,
+            socks_at: Instant::now(),
+        })
+    }
+
+    fn open_perf(
+        formats: &Formats,
+        cpus: &[i32],
+        kib: usize,
+        state_filter: Option<&str>,
+        epoll: &OwnedFd,
+        notes: &mut Vec<String>,
+    ) -> Result<PerfReader, WatchError> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let pages = (kib * 1024).div_ceil(page).next_power_of_two().max(1);
+        let wakeup = ((pages * page) / 8).max(page) as u32;
+        let mut rings = Vec::new();
+        let mut others = Vec::new();
+        for &cpu in cpus {
             let what = format!("perf_event_open(tcp:tcp_send_reset, cpu {cpu})");
             let fd = match perf::open_tracepoint(formats.send.id, cpu, wakeup) {
                 Ok(fd) => fd,
@@ -330,68 +527,36 @@ impl Watcher {
                     got * page / 1024
                 ));
             }
+            let mut mine = Vec::new();
             let rfd = perf::open_tracepoint(formats.receive.id, cpu, wakeup)
                 .map_err(io_err("perf_event_open(tcp:tcp_receive_reset)"))?;
             perf::set_output(&rfd, ring.fd()).map_err(io_err("PERF_EVENT_IOC_SET_OUTPUT"))?;
-            others.push(rfd);
-            if let (Some(s), Some(filt)) = (&formats.set_state, &state_filter) {
+            mine.push(rfd);
+            if let (Some(s), Some(filt)) = (&formats.set_state, state_filter) {
                 let sfd = perf::open_tracepoint(s.id, cpu, wakeup)
                     .map_err(io_err("perf_event_open(sock:inet_sock_set_state)"))?;
                 perf::set_filter(&sfd, filt).map_err(io_err("PERF_EVENT_IOC_SET_FILTER"))?;
                 perf::set_output(&sfd, ring.fd()).map_err(io_err("PERF_EVENT_IOC_SET_OUTPUT"))?;
-                others.push(sfd);
+                mine.push(sfd);
             }
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: rings.len() as u64,
-            };
-            // SAFETY: valid epoll fd, ring fd and event pointer.
-            if unsafe {
-                libc::epoll_ctl(
-                    epoll.as_raw_fd(),
-                    libc::EPOLL_CTL_ADD,
-                    ring.raw_fd(),
-                    &mut ev,
-                )
-            } < 0
-            {
-                return Err(WatchError::Io(
-                    "epoll_ctl".into(),
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            epoll_add(epoll, ring.raw_fd(), rings.len() as u64)?;
             rings.push(ring);
+            others.push(mine);
         }
         if rings.is_empty() {
             return Err(WatchError::Tracefs("no online CPU could be watched".into()));
         }
-        for fd in others.iter().chain(rings.iter().map(|r| r.fd())) {
+        for fd in others.iter().flatten().chain(rings.iter().map(|r| r.fd())) {
             perf::enable(fd).map_err(io_err("PERF_EVENT_IOC_ENABLE"))?;
         }
-        let st = formats.set_state.as_ref();
-        Ok(Watcher {
-            cfg: cfg.clone(),
-            state_close: st
-                .and_then(|s| s.symbol_value("newstate", "TCP_CLOSE"))
-                .unwrap_or(7) as i32,
-            state_syn_sent: st
-                .and_then(|s| s.symbol_value("newstate", "TCP_SYN_SENT"))
-                .unwrap_or(2) as i32,
-            state_listen: st
-                .and_then(|s| s.symbol_value("newstate", "TCP_LISTEN"))
-                .unwrap_or(10) as i32,
-            listeners: HashMap::new(),
-            formats,
-            notes,
-            pending: rings.iter().map(|_| Vec::new()).collect(),
+        let n = rings.len();
+        Ok(PerfReader {
             rings,
-            _others: others,
-            epoll,
-            lost: 0,
-            decode_errors: 0,
-            mono_to_real: now_offset(),
-            owners: HashMap::new(),
-            comms: HashMap::new(),
+            others,
+            seen: vec![0; n],
+            lost_rec: vec![0; n],
+            counted_before: vec![0; n],
+            unsampled: vec![0; n],
         })
     }
 
@@ -401,9 +566,21 @@ impl Watcher {
         &self.notes
     }
 
-    /// Records the kernel dropped because a ring was full, so far.
+    /// Which reader is in use: `"ftrace"` or `"perf"`.
+    pub fn backend(&self) -> &'static str {
+        match self.reader {
+            Reader::Ftrace(_) => "ftrace",
+            Reader::Perf(_) => "perf",
+        }
+    }
+
+    /// Records the kernel did not deliver, so far: the buffer was full, or
+    /// (perf) the kernel counted the event but wrote no sample.
     pub fn lost(&self) -> u64 {
-        self.lost
+        match &self.reader {
+            Reader::Ftrace(i) => i.lost(),
+            Reader::Perf(p) => p.lost_rec.iter().sum::<u64>() + p.unsampled.iter().sum::<u64>(),
+        }
     }
 
     /// Samples that could not be decoded, so far (should stay 0).
@@ -431,7 +608,6 @@ impl Watcher {
             self.drain_all(&mut out);
             let now = Instant::now();
             if !out.is_empty() || now >= deadline {
-                // Rings are per CPU: merge their records into time order.
                 out.sort_by_key(|e| e.ts);
                 return Ok(out);
             }
@@ -457,93 +633,219 @@ impl Watcher {
         }
     }
 
+    /// Reads what is left in the kernel's buffers and returns it with every
+    /// received reset still waiting for its state change (without state):
+    /// call before exiting so nothing read is dropped.
+    pub fn finish(&mut self) -> Vec<ResetEvent> {
+        let mut out = Vec::new();
+        self.drain_all(&mut out);
+        for p in std::mem::take(&mut self.pending) {
+            let e = self.received_event(p, None);
+            self.push(e, &mut out);
+        }
+        out.sort_by_key(|e| e.ts);
+        out
+    }
+
+    /// Everything waiting in the kernel's buffers, decoded, in time order.
+    fn read_samples(&mut self) -> Vec<Sample> {
+        let formats = &self.formats;
+        let mut items = Vec::new();
+        match &mut self.reader {
+            Reader::Ftrace(inst) => {
+                let bad = inst.drain(|_cpu, time, raw| {
+                    let rec = decode::decode(formats, raw);
+                    let tid = match &rec {
+                        Ok(Record::Sent(s)) => s.common.pid,
+                        Ok(Record::Received(r)) => r.common.pid,
+                        Ok(Record::State(s)) => s.common.pid,
+                        Err(_) => 0,
+                    };
+                    items.push(Sample {
+                        pid: None,
+                        tid: tid.max(0) as u32,
+                        time,
+                        rec,
+                    });
+                });
+                self.decode_errors += bad;
+            }
+            Reader::Perf(p) => {
+                for (ri, ring) in p.rings.iter_mut().enumerate() {
+                    // Counted by the kernel at the previous drain: written
+                    // by now, or never (see `crate::ftrace`).
+                    let counted: u64 =
+                        read_count(ring.fd()) + p.others[ri].iter().map(read_count).sum::<u64>();
+                    let (mut seen, mut lost) = (0u64, 0u64);
+                    ring.drain(|it| match it {
+                        Item::Sample {
+                            pid,
+                            tid,
+                            time,
+                            raw,
+                        } => {
+                            seen += 1;
+                            items.push(Sample {
+                                pid: Some(pid),
+                                tid,
+                                time,
+                                rec: decode::decode(formats, raw),
+                            })
+                        }
+                        Item::Lost(n) => lost += n,
+                    });
+                    p.seen[ri] += seen;
+                    p.lost_rec[ri] += lost;
+                    let missing = p.counted_before[ri].saturating_sub(p.seen[ri] + p.lost_rec[ri]);
+                    p.unsampled[ri] = p.unsampled[ri].max(missing);
+                    p.counted_before[ri] = counted;
+                }
+            }
+        }
+        // Per-CPU buffers: merge into time order (stable, so one CPU's
+        // records keep the order the kernel wrote them in).
+        items.sort_by_key(|s| s.time);
+        items
+    }
+
     fn drain_all(&mut self, out: &mut Vec<ResetEvent>) {
-        let mut rings = std::mem::take(&mut self.rings);
+        let items = self.read_samples();
+        if self.socks_at.elapsed() >= SOCK_REFRESH {
+            // After this drain's records: their sockets, now closed, stay
+            // in the table read before they were reset.
+            self.socks_at = Instant::now();
+            let mut socks = std::mem::take(&mut self.socks);
+            self.process(items, out);
+            socks.refresh();
+            self.socks = socks;
+            return;
+        }
+        self.process(items, out);
+    }
+
+    fn process(&mut self, items: Vec<Sample>, out: &mut Vec<ResetEvent>) {
+        // The state change follows its reset on the same CPU, but the
+        // kernel may not have written it when we drained: a received reset
+        // waits for one more drain before going out without state.
+        let mut pending = std::mem::take(&mut self.pending);
         let mut closed_listeners = Vec::new();
-        for (ri, ring) in rings.iter_mut().enumerate() {
-            // The state change follows its reset in the same ring, but the
-            // kernel may not have written it when we drained: a received
-            // reset waits for one more drain before going out without state.
-            let mut pending = std::mem::take(&mut self.pending[ri]);
-            let mut items: Vec<(u32, u32, u64, Result<Record, decode::DecodeError>)> = Vec::new();
-            let mut lost = 0;
-            let formats = &self.formats;
-            ring.drain(|it| match it {
-                Item::Sample {
+        for Sample {
+            pid,
+            tid,
+            time,
+            rec,
+        } in items
+        {
+            match rec {
+                Ok(Record::Sent(s)) => {
+                    let e = self.sent_event(s, pid, tid, time);
+                    self.push(e, out);
+                }
+                Ok(Record::Received(r)) => pending.push(Pending {
+                    age: 0,
+                    read_at: Instant::now(),
+                    rec: r,
                     pid,
                     tid,
                     time,
-                    raw,
-                } => items.push((pid, tid, time, decode::decode(formats, raw))),
-                Item::Lost(n) => lost += n,
-            });
-            self.lost += lost;
-            for (pid, tid, time, rec) in items {
-                match rec {
-                    Ok(Record::Sent(s)) => {
-                        let e = self.sent_event(s, pid, tid, time);
-                        self.push(e, out);
-                    }
-                    Ok(Record::Received(r)) => pending.push(Pending {
-                        age: 0,
-                        rec: r,
-                        pid,
-                        tid,
-                        time,
-                    }),
-                    Ok(Record::State(s)) => {
-                        if s.new == self.state_close {
-                            if let Some(i) = pending.iter().position(|p| p.rec.skaddr == s.skaddr) {
-                                let p = pending.remove(i);
-                                let e = self.received_event(p, Some(s.old));
-                                self.push(e, out);
-                            }
-                            self.owners.remove(&s.skaddr);
-                            if s.old == self.state_listen {
-                                // Forgotten after this drain: resets read from
-                                // other CPUs' rings may predate the close.
-                                closed_listeners.push(s.skaddr);
-                            }
-                        } else if s.new == self.state_listen && !s.common.in_interrupt() {
-                            if self.listeners.len() >= OWNER_CAP {
-                                self.listeners.clear();
-                            }
-                            self.listeners.insert(s.skaddr, (pid, s.local));
-                        } else if s.new == self.state_syn_sent && !s.common.in_interrupt() {
-                            if self.owners.len() >= OWNER_CAP {
-                                self.owners.clear();
-                            }
-                            self.owners.insert(
-                                s.skaddr,
-                                Owner {
-                                    pid,
-                                    local: s.local,
-                                    remote: s.remote,
-                                },
-                            );
+                }),
+                Ok(Record::State(s)) => {
+                    if s.new == self.state_close {
+                        if let Some(i) = pending.iter().position(|p| p.rec.skaddr == s.skaddr) {
+                            let p = pending.remove(i);
+                            let e = self.received_event(p, Some(s.old));
+                            self.push(e, out);
                         }
+                        self.owners.remove(&s.skaddr);
+                        if s.old == self.state_listen {
+                            // Forgotten after this drain: resets read from
+                            // other CPUs' buffers may predate the close.
+                            closed_listeners.push(s.skaddr);
+                        }
+                    } else if s.new == self.state_listen && !s.common.in_interrupt() {
+                        if self.listeners.len() >= OWNER_CAP {
+                            self.listeners.clear();
+                        }
+                        let pid = self.tgid(tid, pid);
+                        self.listeners.insert(s.skaddr, (pid, s.local));
+                    } else if (s.new == self.state_syn_sent || s.new == self.state_fin_wait1)
+                        && !s.common.in_interrupt()
+                    {
+                        if self.owners.len() >= OWNER_CAP {
+                            self.owners.clear();
+                        }
+                        let pid = self.tgid(tid, pid);
+                        self.owners.insert(
+                            s.skaddr,
+                            Owner {
+                                pid,
+                                local: s.local,
+                                remote: s.remote,
+                                closed: s.new == self.state_fin_wait1,
+                            },
+                        );
                     }
-                    Err(_) => self.decode_errors += 1,
                 }
+                Err(_) => self.decode_errors += 1,
             }
-            let mut keep = Vec::new();
-            for mut p in pending {
-                if p.age >= 1 {
-                    let e = self.received_event(p, None);
-                    self.push(e, out);
-                } else {
-                    p.age += 1;
-                    keep.push(p);
-                }
-            }
-            self.pending[ri] = keep;
         }
-        self.rings = rings;
+        let mut keep = Vec::new();
+        for mut p in pending {
+            // Written microseconds after the reset on the same CPU: one
+            // more drain, at least PENDING_WAIT later, is enough.
+            if p.age >= 1 && p.read_at.elapsed() >= PENDING_WAIT {
+                let e = self.received_event(p, None);
+                self.push(e, out);
+            } else {
+                p.age += 1;
+                keep.push(p);
+            }
+        }
+        self.pending = keep;
         for l in closed_listeners {
             self.listeners.remove(&l);
         }
     }
 
+    /// The process (thread group) of thread `tid`: known from perf, else
+    /// from `/proc/TID/status` (cached; the thread itself when gone).
+    fn tgid(&mut self, tid: u32, known: Option<u32>) -> u32 {
+        if let Some(p) = known {
+            return p;
+        }
+        if tid == 0 {
+            return 0;
+        }
+        if let Some((p, at)) = self.tgids.get(&tid) {
+            if at.elapsed() < COMM_TTL {
+                return *p;
+            }
+        }
+        if self.tgids.len() > 1 << 16 {
+            self.tgids.clear();
+        }
+        let now = Instant::now();
+        let p = std::fs::read_to_string(format!("/proc/{tid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Tgid:"))
+                    .and_then(|v| v.trim().parse().ok())
+            });
+        let p = match (p, &self.reader) {
+            (Some(p), _) => p,
+            // The thread is gone: the kernel's own record of it.
+            (None, Reader::Ftrace(inst)) => {
+                for (t, g) in inst.saved_tgids() {
+                    self.tgids.insert(t, (g, now));
+                }
+                self.tgids.get(&tid).map(|(g, _)| *g).unwrap_or(tid)
+            }
+            (None, Reader::Perf(_)) => tid,
+        };
+        self.tgids.insert(tid, (p, now));
+        p
+    }
     fn push(&mut self, e: ResetEvent, out: &mut Vec<ResetEvent>) {
         if self.cfg.matches(&e) {
             out.push(e);
@@ -564,7 +866,13 @@ impl Watcher {
         }
         let c = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .ok()
-            .map(|s| s.trim_end_matches('\n').to_string());
+            .map(|s| s.trim_end_matches('\n').to_string())
+            .or_else(|| match &self.reader {
+                // The process is gone (a killed server closing its sockets
+                // as it dies): the name the tracer saved when it recorded it.
+                Reader::Ftrace(inst) => inst.saved_comm(pid),
+                Reader::Perf(_) => None,
+            });
         if self.comms.len() > 4096 {
             self.comms.clear();
         }
@@ -599,10 +907,20 @@ impl Watcher {
     fn attribute(
         &mut self,
         e: &mut ResetEvent,
-        local: SocketAddr,
+        (skaddr, local, remote, cookie): (u64, SocketAddr, SocketAddr, Option<u64>),
         process_ctx: Option<(u32, u32)>,
         cached: Option<Owner>,
     ) {
+        // A reset sent on behalf of a listener (INVALID_SYN): the listener
+        // itself was seen entering LISTEN.
+        let listener = self.listeners.get(&skaddr).map(|(p, _)| *p);
+        let diag = if process_ctx.is_none() && cached.is_none() && listener.is_none() {
+            self.socks
+                .inode(cookie, local, remote)
+                .and_then(|ino| Some((ino, self.socks.owner(ino)?)))
+        } else {
+            None
+        };
         let (pid, how) = if let Some((pid, _tid)) = process_ctx {
             (
                 pid,
@@ -611,7 +929,24 @@ impl Watcher {
         } else if let Some(o) = cached {
             (
                 o.pid,
-                "the task that called connect() on this socket".to_string(),
+                if o.closed {
+                    "the task that closed (or shut down) this socket".to_string()
+                } else {
+                    "the task that called connect() on this socket".to_string()
+                },
+            )
+        } else if let Some(pid) = listener {
+            (
+                pid,
+                "the task that called listen() on this socket".to_string(),
+            )
+        } else if let Some((ino, pid)) = diag {
+            (
+                pid,
+                format!(
+                    "the process holding the socket open (sock_diag: socket inode {ino}, \
+                     found in /proc/{pid}/fd)"
+                ),
             )
         } else if let Some(pid) = self.listener_owner(local) {
             (
@@ -624,8 +959,9 @@ impl Watcher {
             )
         } else {
             e.evidence.push(
-                "process unknown: the kernel handled this reset in interrupt context and the \
-                 socket's owner was not seen (connect() or listen() before watch started)"
+                "process unknown: the kernel handled this reset in interrupt context, the \
+                 socket's connect() or listen() was not seen, and sock_diag did not list it at \
+                 its last refresh (opened and reset in between, or its process is gone)"
                     .into(),
             );
             return;
@@ -638,7 +974,13 @@ impl Watcher {
         e.evidence.push(format!("process: {how}"));
     }
 
-    fn sent_event(&mut self, s: decode::SentReset, pid: u32, tid: u32, time: u64) -> ResetEvent {
+    fn sent_event(
+        &mut self,
+        s: decode::SentReset,
+        pid: Option<u32>,
+        tid: u32,
+        time: u64,
+    ) -> ResetEvent {
         let mut e = ResetEvent::new(self.ts(time), Source::Kernel, s.local, s.remote);
         e.direction = Some(Direction::Sent);
         e.sender = Sender::Endpoint;
@@ -649,12 +991,18 @@ impl Watcher {
         e.state = s.state_name.clone();
         e.reason = s.reason_name.clone();
         let has_socket = s.skaddr != 0 && s.state.is_some();
-        let process_ctx = (!s.common.in_interrupt() && has_socket).then_some((pid, tid));
+        let process_ctx =
+            (!s.common.in_interrupt() && has_socket).then(|| (self.tgid(tid, pid), tid));
         let cached = has_socket
             .then(|| self.cached_owner(s.skaddr, s.local, s.remote))
             .flatten();
         if has_socket {
-            self.attribute(&mut e, s.local, process_ctx, cached);
+            self.attribute(
+                &mut e,
+                (s.skaddr, s.local, s.remote, None),
+                process_ctx,
+                cached,
+            );
         } else {
             e.evidence
                 .push("no process: no socket matched the segment".into());
@@ -683,9 +1031,14 @@ impl Watcher {
             e.evidence.push(format!("socket cookie {c:#x}"));
         }
         e.state = state;
-        let process_ctx = (!r.common.in_interrupt()).then_some((p.pid, p.tid));
+        let process_ctx = (!r.common.in_interrupt()).then(|| (self.tgid(p.tid, p.pid), p.tid));
         let cached = self.cached_owner(r.skaddr, r.local, r.remote);
-        self.attribute(&mut e, r.local, process_ctx, cached);
+        self.attribute(
+            &mut e,
+            (r.skaddr, r.local, r.remote, r.cookie),
+            process_ctx,
+            cached,
+        );
         e
     }
 }
