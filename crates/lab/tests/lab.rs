@@ -128,6 +128,9 @@ fn kernel_reasons_and_processes_are_as_measured(results: &[report::ScenarioResul
         ("firewall_reject", &[], Proc::None),
         ("nat_idle_expiry", &["NO_SOCKET"], Proc::None),
         ("server_idle_timeout", &["TCP_STATE"], Proc::Lab),
+        // rstscope proxy runs in-process (its own runtime threads, in the
+        // router's namespace) and closes with SO_LINGER {1,0}.
+        ("lb_idle_timeout", &["TCP_STATE"], Proc::Lab),
         // Sent from the keepalive timer (softirq, often on an idle CPU):
         // the owner learned at connect().
         ("keepalive_timeout", &["TCP_KEEPALIVE_TIMEOUT"], Proc::Lab),
