@@ -212,13 +212,13 @@ fn read_segments(
     mut every_64k: impl FnMut(u64),
 ) -> io::Result<Option<String>> {
     let mut error = None;
+    let (mut first, mut last) = (None, None);
     loop {
         match reader.next_packet() {
             Ok(Some(p)) => {
                 stats.packets += 1;
-                let t = p.ts.as_secs_f64();
-                stats.first_ts.get_or_insert(t);
-                stats.last_ts = Some(t);
+                first.get_or_insert(p.ts);
+                last = Some(p.ts);
                 match wire::decode(p.linktype, p.data) {
                     Ok(seg) => {
                         if !on_segment(p.ts, &seg)? {
@@ -238,6 +238,8 @@ fn read_segments(
             }
         }
     }
+    stats.first_ts = first.map(|t: rstscope_core::Timestamp| t.as_secs_f64());
+    stats.last_ts = last.map(|t: rstscope_core::Timestamp| t.as_secs_f64());
     Ok(error)
 }
 

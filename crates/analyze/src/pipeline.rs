@@ -69,20 +69,27 @@ pub(crate) fn stream_parallel(
     };
     std::thread::scope(|scope| {
         let (out_tx, out_rx) = sync_channel::<Vec<ConnSummary>>(4 * n);
+        // Emptied batches go back to the reader, so their memory is reused
+        // rather than allocated (and faulted in) afresh for every batch.
+        let (spare_tx, spare_rx) = sync_channel::<Batch>(6 * n);
         let mut txs = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..n {
             let (tx, rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(4);
             txs.push(tx);
             let out = out_tx.clone();
+            let spare = spare_tx.clone();
             workers.push(scope.spawn(move || -> TrackerStats {
                 let mut tracker = tracker_for(opts);
-                for batch in rx {
+                for mut batch in rx {
                     for it in &batch.items {
-                        let payload =
-                            &batch.arena[it.pay.0 as usize..(it.pay.0 + it.pay.1) as usize];
-                        let seg = Segment { payload, ..it.seg };
-                        tracker.packet(it.ts, &seg);
+                        if it.pay.1 == 0 {
+                            tracker.packet(it.ts, &it.seg);
+                        } else {
+                            let payload =
+                                &batch.arena[it.pay.0 as usize..(it.pay.0 + it.pay.1) as usize];
+                            tracker.packet(it.ts, &Segment { payload, ..it.seg });
+                        }
                     }
                     let mut done: Vec<ConnSummary> = Vec::new();
                     tracker.drain_finished(|c| {
@@ -90,6 +97,9 @@ pub(crate) fn stream_parallel(
                             done.push(summary::summarize(c, &copts));
                         }
                     });
+                    batch.items.clear();
+                    batch.arena.clear();
+                    let _ = spare.try_send(batch);
                     if !done.is_empty() && out.send(done).is_err() {
                         break;
                     }
@@ -105,6 +115,7 @@ pub(crate) fn stream_parallel(
             }));
         }
         drop(out_tx);
+        drop(spare_tx);
 
         let consumed_ref = &consumed;
         let read = scope.spawn(move || -> (Stats, Option<String>) {
@@ -133,7 +144,10 @@ pub(crate) fn stream_parallel(
                         pay,
                     });
                     if b.items.len() >= BATCH {
-                        let full = std::mem::replace(b, Batch::with_capacity());
+                        let fresh = spare_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Batch::with_capacity());
+                        let full = std::mem::replace(b, fresh);
                         // A tracker gone (the output side stopped): stop reading.
                         return Ok(txs[k].send(full).is_ok());
                     }
