@@ -16,23 +16,41 @@ use std::io::{self, Write};
 /// go through `serde_json`, floats use its shortest-form formatter, and a
 /// test compares every line with serde's output.
 pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
-    let mut b: Vec<u8> = Vec::with_capacity(1024);
-    let orig = text::socket_string(c.orig);
-    let resp = text::socket_string(c.resp);
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LINE.with(|line| {
+        let mut b = line.borrow_mut();
+        b.clear();
+        json_into(&mut b, c)?;
+        out.write_all(&b)
+    })
+}
+
+fn json_into(b: &mut Vec<u8>, c: &ConnSummary) -> io::Result<()> {
+    let b = &mut *b;
+    let mut addr = String::with_capacity(48);
+    text::push_socket(&mut addr, c.orig);
+    let orig_at = b.len() + 9;
     b.extend_from_slice(b"{\"orig\":\"");
-    b.extend_from_slice(orig.as_bytes());
+    b.extend_from_slice(addr.as_bytes());
+    let orig = orig_at..b.len();
     b.extend_from_slice(b"\",\"resp\":\"");
-    b.extend_from_slice(resp.as_bytes());
+    addr.clear();
+    text::push_socket(&mut addr, c.resp);
+    let resp_at = b.len();
+    b.extend_from_slice(addr.as_bytes());
+    let resp = resp_at..b.len();
     b.extend_from_slice(b"\",\"start\":");
-    float(&mut b, c.start.as_secs_f64())?;
+    float(b, c.start.as_secs_f64())?;
     b.extend_from_slice(b",\"end\":");
-    float(&mut b, c.end.as_secs_f64())?;
+    float(b, c.end.as_secs_f64())?;
     b.extend_from_slice(b",\"duration\":");
-    float(&mut b, c.duration)?;
+    float(b, c.duration)?;
     b.extend_from_slice(b",\"conn_state\":");
-    string(&mut b, c.conn_state)?;
+    string(b, c.conn_state)?;
     b.extend_from_slice(b",\"history\":");
-    string(&mut b, &c.history)?;
+    string(b, &c.history)?;
     for (k, v) in [
         ("orig_pkts", c.orig_pkts),
         ("resp_pkts", c.resp_pkts),
@@ -52,24 +70,24 @@ pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
         None => b.extend_from_slice(b"null"),
         Some(r) => {
             b.extend_from_slice(b"{\"ts\":");
-            float(&mut b, r.event.ts.as_secs_f64())?;
+            float(b, r.event.ts.as_secs_f64())?;
             b.extend_from_slice(b",\"from\":");
-            string(&mut b, r.event.from.map(|s| s.id()).unwrap_or("unknown"))?;
+            string(b, r.event.from.map(|s| s.id()).unwrap_or("unknown"))?;
             b.extend_from_slice(b",\"sender\":");
-            string(&mut b, r.event.sender.id())?;
+            string(b, r.event.sender.id())?;
             b.extend_from_slice(b",\"cause\":");
-            string(&mut b, r.event.cause.id())?;
+            string(b, r.event.cause.id())?;
             b.extend_from_slice(b",\"confidence\":");
-            serde_json::to_writer(&mut b, &r.event.confidence)?;
+            serde_json::to_writer(&mut *b, &r.event.confidence)?;
             b.extend_from_slice(b",\"evidence\":[");
             for (k, e) in r.event.evidence.iter().enumerate() {
                 if k > 0 {
                     b.push(b',');
                 }
-                string(&mut b, e)?;
+                string(b, e)?;
             }
             b.extend_from_slice(b"],\"idle_before_s\":");
-            float(&mut b, r.idle_before_s)?;
+            float(b, r.idle_before_s)?;
             b.extend_from_slice(b",\"ttl\":");
             b.extend_from_slice(itoa::Buffer::new().format(r.ttl).as_bytes());
             b.extend_from_slice(b",\"expected_ttl\":");
@@ -82,9 +100,9 @@ pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
                 b.extend_from_slice(k.as_bytes());
                 b.extend_from_slice(b"\":\"");
                 if a == c.orig {
-                    b.extend_from_slice(orig.as_bytes());
+                    b.extend_from_within(orig.clone());
                 } else if a == c.resp {
-                    b.extend_from_slice(resp.as_bytes());
+                    b.extend_from_within(resp.clone());
                 } else {
                     b.extend_from_slice(text::socket_string(a).as_bytes());
                 }
@@ -94,7 +112,7 @@ pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
         }
     }
     b.extend_from_slice(b"}\n");
-    out.write_all(&b)
+    Ok(())
 }
 
 /// A JSON string: plain text is copied, anything else escaped by serde.
