@@ -228,20 +228,7 @@ fn unread_data_close_and_linger0_close() {
             let (mut c, a, _) = pair(p);
             let client = c.local_addr().unwrap();
             if linger {
-                let l = libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                };
-                // SAFETY: valid fd and linger struct.
-                unsafe {
-                    libc::setsockopt(
-                        a.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        &l as *const _ as *const libc::c_void,
-                        std::mem::size_of::<libc::linger>() as u32,
-                    )
-                };
+                linger0(&a);
             } else {
                 c.write_all(b"request the server never reads").unwrap();
                 std::thread::sleep(Duration::from_millis(50));
@@ -470,20 +457,7 @@ fn received_reset_owner_from_sock_diag() {
     let server = a.local_addr().unwrap();
     let mut w = start(p).unwrap();
     drop(l);
-    let lg = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: valid fd and linger struct.
-    unsafe {
-        libc::setsockopt(
-            a.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &lg as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as u32,
-        )
-    };
+    linger0(&a);
     drop(a);
     let evs = collect(&mut w, 10, 2, |e| e.src == client || e.dst == client);
     let r = one(&evs, Direction::Received);
@@ -498,4 +472,11 @@ fn received_reset_owner_from_sock_diag() {
     assert_eq!(s.cause, Cause::AbortiveClose);
     assert_eq!(s.pid, me());
     drop(c);
+}
+
+/// SO_LINGER {on, 0}: the next close() sends RST instead of FIN.
+fn linger0(s: &std::net::TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .expect("SO_LINGER");
 }
