@@ -262,12 +262,20 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             && matches!(os, EpState::SynSent | EpState::SynAckSent)
             && rs == EpState::Inactive
         {
-            ev.push(format!(
-                "the SYN from {} was answered by RST{} in {}'s name",
-                peer_ip,
-                if has_ack { "|ACK" } else { "" },
-                me_ip
-            ));
+            ev.push(
+                [
+                    "the SYN from ",
+                    &peer_ip,
+                    if has_ack {
+                        " was answered by RST|ACK in "
+                    } else {
+                        " was answered by RST in "
+                    },
+                    &me_ip,
+                    "'s name",
+                ]
+                .concat(),
+            );
             if sender == Sender::Middlebox && r.after_genuine_from_sender > 0 {
                 // The real responder answered after all: the reset was injected.
                 ev.push(format!(
@@ -286,9 +294,13 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             && r.peer.pkts > 0
             && r.peer.state == EpState::Established
         {
-            ev.push(format!(
-                "{me_ip} reset the connection instead of acknowledging the SYN-ACK"
-            ));
+            ev.push(
+                [
+                    &me_ip,
+                    " reset the connection instead of acknowledging the SYN-ACK",
+                ]
+                .concat(),
+            );
             break 'cause (Cause::HandshakeAbort, 0.9);
         }
         if me == 0 && rs == EpState::Established && os == EpState::Inactive {
@@ -322,10 +334,14 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
                 ev.push(i.sentence(&peer_ip));
                 break 'cause (Cause::IdleTimeout, 0.75);
             }
-            ev.push(format!(
-                "a device on the path reset an active connection in {}'s name",
-                me_ip
-            ));
+            ev.push(
+                [
+                    "a device on the path reset an active connection in ",
+                    &me_ip,
+                    "'s name",
+                ]
+                .concat(),
+            );
             break 'cause (Cause::FirewallReject, 0.85);
         }
 
@@ -405,10 +421,13 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
         if has_ack {
             let fits = r.sender.snd_nxt.map(|n| n == r.pkt.seq);
             if fits == Some(true) {
-                ev.push(format!(
-                    "RST|ACK with seq {} = {}'s next sequence number: sent by its socket",
-                    r.pkt.seq, me_ip
-                ));
+                let mut e = String::with_capacity(80 + me_ip.len());
+                e.push_str("RST|ACK with seq ");
+                text::push_u32(&mut e, r.pkt.seq);
+                e.push_str(" = ");
+                e.push_str(&me_ip);
+                e.push_str("'s next sequence number: sent by its socket");
+                ev.push(e);
             }
             let peer_last = r.peer.last_payload_ts;
             let me_last = r.sender.last_payload_ts;
@@ -427,7 +446,13 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
                 ));
                 break 'cause (Cause::UnreadDataClose, 0.75);
             }
-            ev.push(format!("{me_ip} aborted the connection without FIN; nothing it received was left unanswered"));
+            ev.push(
+                [
+                    &me_ip,
+                    " aborted the connection without FIN; nothing it received was left unanswered",
+                ]
+                .concat(),
+            );
             break 'cause (Cause::AbortiveClose, 0.7);
         }
         (Cause::Unknown, 0.3)
