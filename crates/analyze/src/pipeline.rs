@@ -48,9 +48,9 @@ impl Batch {
 /// of a connection land on the same tracker.
 fn shard(seg: &Segment, n: usize) -> usize {
     let fold = |a: &[u8; 16], p: u16| -> u64 {
-        let hi = u64::from_le_bytes(a[0..8].try_into().expect("8 bytes"));
-        let lo = u64::from_le_bytes(a[8..16].try_into().expect("8 bytes"));
-        (hi ^ lo.rotate_left(17) ^ p as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        let v = u128::from_le_bytes(*a);
+        (v as u64 ^ ((v >> 64) as u64).rotate_left(17) ^ p as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
     };
     let h = fold(&seg.src.0, seg.sport).wrapping_add(fold(&seg.dst.0, seg.dport));
     // Multiply-shift instead of `%`: no division in the per-packet path.
