@@ -106,6 +106,13 @@ pub struct Options {
     pub resets_only: bool,
 }
 
+impl Options {
+    /// Whether a finished connection is handed to the sink.
+    fn wants(&self, c: &rstscope_core::flow::Conn) -> bool {
+        c.resets > 0 || !self.resets_only
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -262,7 +269,7 @@ fn stream_serial(
             tracker.packet(ts, seg);
             let mut result = Ok(());
             tracker.drain_finished(|c| {
-                if result.is_ok() && (c.resets > 0 || !opts.resets_only) {
+                if result.is_ok() && opts.wants(c) {
                     result = sink(summary::summarize(c, &copts));
                 }
             });
@@ -271,7 +278,7 @@ fn stream_serial(
         progress,
     )?;
     for c in tracker.finish() {
-        if c.resets == 0 && opts.resets_only {
+        if !opts.wants(&c) {
             continue;
         }
         sink(summary::summarize(&c, &copts))?;

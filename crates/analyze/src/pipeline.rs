@@ -94,7 +94,7 @@ pub(crate) fn stream_parallel(
                     }
                     let mut done: Vec<ConnSummary> = Vec::new();
                     tracker.drain_finished(|c| {
-                        if c.resets > 0 || !opts.resets_only {
+                        if opts.wants(c) {
                             done.push(summary::summarize(c, &copts));
                         }
                     });
@@ -108,7 +108,7 @@ pub(crate) fn stream_parallel(
                 let rest: Vec<ConnSummary> = tracker
                     .finish()
                     .iter()
-                    .filter(|c| c.resets > 0 || !opts.resets_only)
+                    .filter(|c| opts.wants(c))
                     .map(|c| summary::summarize(c, &copts))
                     .collect();
                 let _ = out.send(rest);
