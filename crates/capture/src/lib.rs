@@ -107,6 +107,9 @@ pub enum Error {
         /// The first four bytes.
         magic: [u8; 4],
     },
+    /// The input holds no bytes at all (an empty file, or a pipe whose
+    /// writer produced nothing).
+    Empty,
 }
 
 impl fmt::Display for Error {
@@ -130,6 +133,7 @@ impl fmt::Display for Error {
                 "not a pcap or pcapng capture (first bytes {:02x} {:02x} {:02x} {:02x})",
                 magic[0], magic[1], magic[2], magic[3]
             ),
+            Error::Empty => write!(f, "the input is empty: not a pcap or pcapng capture"),
         }
     }
 }
@@ -475,7 +479,11 @@ impl CaptureReader {
 
     fn start(&mut self) -> Result<(), Error> {
         let have = self.fill(4)?;
-        if have > 0 && have < 4 {
+        if have == 0 {
+            self.failed = true;
+            return Err(Error::Empty);
+        }
+        if have < 4 {
             self.failed = true;
             return Err(Error::Truncated {
                 offset: 0,

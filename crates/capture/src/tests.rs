@@ -242,7 +242,10 @@ fn garbage_is_a_clear_error() {
     let (_, err) = read_all(b"hello world, not a capture".to_vec());
     assert!(err.unwrap().contains("not a pcap or pcapng"));
     let (_, err) = read_all(Vec::new());
-    assert!(err.unwrap().contains("not a pcap or pcapng"));
+    assert_eq!(
+        err.unwrap(),
+        "the input is empty: not a pcap or pcapng capture"
+    );
 }
 
 /// A reader that hands out one byte at a time, like a slow pipe.
