@@ -127,7 +127,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     };
     let me_ip = name(me);
     let peer_ip = name(peer);
-    let mut ev: Vec<String> = Vec::new();
+    let mut ev: Vec<String> = Vec::with_capacity(6);
     let has_ack = r.pkt.flags & F::ACK != 0;
 
     // ---- sender ----
