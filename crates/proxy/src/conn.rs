@@ -255,7 +255,12 @@ pub(crate) async fn run(sh: Arc<Shared>, client: TcpStream, id: u64) {
         tokio::pin!(a, b, c);
         let (mut a_done, mut b_done) = (false, false);
         loop {
+            // `biased`: a reset toxic that is due wins over the pumps; with
+            // tokio's random branch order a fast close could otherwise slip
+            // in first (seen as a FIN where the seeded roll said RST).
             tokio::select! {
+                biased;
+                e = &mut c => break e,
                 r = &mut a, if !a_done => match r {
                     PumpEnd::Eof => { a_done = true; if b_done { break End::Done } }
                     PumpEnd::End(e) => break e,
@@ -264,7 +269,6 @@ pub(crate) async fn run(sh: Arc<Shared>, client: TcpStream, id: u64) {
                     PumpEnd::Eof => { b_done = true; if a_done { break End::Done } }
                     PumpEnd::End(e) => break e,
                 },
-                e = &mut c => break e,
             }
         }
     };
