@@ -137,6 +137,20 @@ struct Entry {
     running: Option<Running>,
 }
 
+impl Entry {
+    /// A proxy as configured, not yet listening.
+    fn stopped(cfg: ProxyConfig) -> Entry {
+        Entry {
+            name: cfg.name,
+            listen: cfg.listen,
+            upstream: cfg.upstream,
+            enabled: cfg.enabled,
+            toxics: cfg.toxics.into_iter().map(Arc::new).collect(),
+            running: None,
+        }
+    }
+}
+
 struct Running {
     tx: watch::Sender<Arc<Snapshot>>,
     task: JoinHandle<()>,
@@ -220,19 +234,12 @@ impl Server {
         if map.contains_key(&cfg.name) {
             return Err(ApiError::new(409, "proxy already exists"));
         }
-        let mut e = Entry {
-            name: cfg.name.clone(),
-            listen: cfg.listen,
-            upstream: cfg.upstream,
-            enabled: cfg.enabled,
-            toxics: cfg.toxics.into_iter().map(Arc::new).collect(),
-            running: None,
-        };
+        let mut e = Entry::stopped(cfg);
         if e.enabled {
             self.start(&mut e).await?;
         }
         let v = e.to_json();
-        map.insert(cfg.name, e);
+        map.insert(e.name.clone(), e);
         Ok(v)
     }
 
@@ -497,14 +504,7 @@ async fn populate(State(s): S, b: Bytes) -> Response {
                 old.stop_wait().await;
             }
         }
-        let mut e = Entry {
-            name: cfg.name.clone(),
-            listen: cfg.listen,
-            upstream: cfg.upstream,
-            enabled: cfg.enabled,
-            toxics: cfg.toxics.into_iter().map(Arc::new).collect(),
-            running: None,
-        };
+        let mut e = Entry::stopped(cfg);
         if e.enabled {
             if let Err(x) = s.start(&mut e).await {
                 return ok(
@@ -514,7 +514,7 @@ async fn populate(State(s): S, b: Bytes) -> Response {
             }
         }
         out.push(e.to_json());
-        map.insert(cfg.name, e);
+        map.insert(e.name.clone(), e);
     }
     ok(201, json!({ "proxies": out }))
 }
