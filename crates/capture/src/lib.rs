@@ -4,9 +4,9 @@
 //! its size in advance: packets are borrowed from one large buffer (no
 //! per-packet allocation, no per-packet system call), so reading runs near
 //! the speed of `cat`. Uncompressed regular files are memory-mapped
-//! instead, so their bytes are not even copied; pages already read are
-//! given back as the reader moves on, keeping the resident size small. The
-//! reader only ever waits for the bytes of the
+//! instead, so their bytes are not even copied; a helper thread maps pages
+//! ahead of the reader and gives read ones back (see `pager`), keeping the
+//! resident size small. The reader only ever waits for the bytes of the
 //! record it is decoding, so a live `tcpdump -w - | rstscope analyze -`
 //! sees each packet as soon as it is complete.
 //!
@@ -27,6 +27,8 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+mod pager;
 
 /// Largest packet record accepted (Wireshark's limit for ordinary link types).
 pub const MAX_PACKET: usize = 262_144;
@@ -199,7 +201,7 @@ impl<R: Read> Read for Counting<R> {
 /// compressed input, or the whole file mapped into memory.
 enum Buf {
     Owned(Vec<u8>),
-    Mapped(memmap2::Mmap),
+    Mapped(Arc<memmap2::Mmap>),
 }
 
 impl std::ops::Deref for Buf {
@@ -233,19 +235,11 @@ pub struct CaptureReader {
     stats: Stats,
     /// Mapped files: offset up to which the CPU cache was asked to load.
     prefetched: usize,
-    /// Mapped files: offset up to which pages were given back.
-    released: usize,
-    /// Mapped files: offset up to which pages were mapped in advance.
-    populated: usize,
+    /// Mapped files: maps pages ahead and gives read ones back.
+    pager: Option<pager::Pager>,
+    /// Mapped files: offset at which to tell the pager next.
+    next_kick: usize,
 }
-
-/// Mapped files: map this many bytes ahead at a time.
-const POPULATE_AHEAD: usize = 8 << 20;
-
-/// Mapped files: give read pages back in steps of this many bytes.
-const RELEASE_EVERY: usize = 16 << 20;
-/// Page size multiple used for releasing (64 KiB covers every Linux page size).
-const RELEASE_ALIGN: usize = 64 << 10;
 
 /// How far ahead of the packet being decoded a mapped file is prefetched.
 const PREFETCH_DISTANCE: usize = 2048;
@@ -286,11 +280,17 @@ impl CaptureReader {
             source: e,
         })?;
         let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        if let Some(map) = size.filter(|&n| n >= 4).and_then(|_| Self::map(&f)) {
-            if !map.starts_with(&[0x1f, 0x8b]) && !map.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let map = size.filter(|&n| n >= 4).and_then(|_| Self::map(&f));
+        // Compressed files are read through their decoder instead.
+        let map = map
+            .filter(|m| !m.starts_with(&[0x1f, 0x8b]) && !m.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]));
+        if let Some(map) = map.map(Arc::new) {
+            // No pager (no thread to be had): read the file instead.
+            if let Some(pager) = pager::Pager::start(&map) {
                 let len = map.len();
                 let mut r = CaptureReader::bare(Box::new(io::empty()), Arc::new(AtomicU64::new(0)));
                 r.buf = Buf::Mapped(map);
+                r.pager = Some(pager);
                 r.end = len;
                 r.eof = true;
                 r.file_size = size;
@@ -373,8 +373,8 @@ impl CaptureReader {
             file_size: None,
             stats: Stats::default(),
             prefetched: 0,
-            released: 0,
-            populated: 0,
+            pager: None,
+            next_kick: pager::KICK_EVERY,
         }
     }
 
@@ -547,6 +547,80 @@ impl CaptureReader {
         if self.failed {
             return Ok(None);
         }
+        if let Some((start, len, ts, linktype, orig_len)) = self.next_mapped_pcap() {
+            return Ok(Some(Packet {
+                ts,
+                linktype,
+                data: &self.buf[start..start + len],
+                orig_len,
+                offset: start as u64 - 16,
+            }));
+        }
+        self.next_packet_slow()
+    }
+
+    /// The common case, kept small and branch-light: a classic pcap record
+    /// lying whole in a mapped file. `None` sends everything else (pcapng,
+    /// streams, the end of the file, damage) the general way.
+    #[inline]
+    fn next_mapped_pcap(&mut self) -> Option<(usize, usize, Timestamp, u32, u32)> {
+        let (
+            State::Pcap {
+                le,
+                nanos,
+                linktype,
+            },
+            Buf::Mapped(m),
+        ) = (&self.state, &self.buf)
+        else {
+            return None;
+        };
+        let (le, nanos, linktype) = (*le, *nanos, *linktype);
+        let m: &[u8] = m;
+        let pos = self.pos;
+        // Modified pcap (24-byte records) has the top bit set: general path.
+        let h: &[u8; 16] = m.get(pos..pos + 16)?.try_into().ok()?;
+        let word = |i: usize| {
+            let v = u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+            if le {
+                v
+            } else {
+                v.swap_bytes()
+            }
+        };
+        let caplen = word(8) as usize;
+        let start = pos + 16;
+        if linktype & 0x8000_0000 != 0 || caplen > MAX_PACKET || m.len() - start < caplen {
+            return None;
+        }
+        let frac = word(4);
+        let ns = if nanos {
+            frac.min(999_999_999)
+        } else {
+            frac.min(999_999) * 1000
+        };
+        let ts = Timestamp::from_parts(word(0) as i64, ns);
+        let orig_len = word(12);
+        self.prefetched = prefetch_ahead(m, self.prefetched, start + caplen);
+        self.pos = start + caplen;
+        self.stats.packets += 1;
+        if start >= self.next_kick {
+            self.kick(start);
+        }
+        Some((start, caplen, ts, linktype, orig_len))
+    }
+
+    /// Tells the pager that nothing below `start` is borrowed any more.
+    #[cold]
+    fn kick(&mut self, start: usize) {
+        if let Some(p) = &self.pager {
+            p.reached(start);
+        }
+        self.next_kick = start + pager::KICK_EVERY;
+    }
+
+    #[inline(never)]
+    fn next_packet_slow(&mut self) -> Result<Option<Packet<'_>>, Error> {
         let r = match self.state {
             State::Pcap { .. } => self.next_pcap(),
             State::Pcapng { .. } => self.next_pcapng(),
@@ -556,29 +630,8 @@ impl CaptureReader {
                 self.stats.packets += 1;
                 if let Buf::Mapped(m) = &self.buf {
                     self.prefetched = prefetch_ahead(m, self.prefetched, self.pos);
-                    // Drop the pages already read from this process's
-                    // memory map, so the resident size stays small however
-                    // big the file is (the page cache keeps them).
-                    if self.pos + POPULATE_AHEAD / 2 > self.populated && self.populated < m.len() {
-                        let from = self.populated.max(self.pos & !(RELEASE_ALIGN - 1));
-                        let len = POPULATE_AHEAD.min(m.len() - from);
-                        let _ = m.advise_range(memmap2::Advice::PopulateRead, from, len);
-                        self.populated = from + len;
-                    }
-                    let upto = start & !(RELEASE_ALIGN - 1);
-                    if upto - self.released >= RELEASE_EVERY {
-                        // SAFETY: a read-only file mapping; no packet
-                        // borrowed from the released range is alive (the
-                        // one returned now starts at or after `upto`), and
-                        // touching it again would only read the file anew.
-                        let _ = unsafe {
-                            m.unchecked_advise_range(
-                                memmap2::UncheckedAdvice::DontNeed,
-                                self.released,
-                                upto - self.released,
-                            )
-                        };
-                        self.released = upto;
+                    if start >= self.next_kick {
+                        self.kick(start);
                     }
                 }
                 Ok(Some(Packet {

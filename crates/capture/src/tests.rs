@@ -321,3 +321,99 @@ fn mapped_files_read_like_streams() {
         );
     }
 }
+
+/// A file big enough for the pager thread: every packet comes out as the
+/// streaming reader gives it (the fast path for mapped pcap records and the
+/// general path agree, up to the damage at the end), and pages already read
+/// are given back, so the resident size stays below the file's size.
+#[test]
+fn big_mapped_files_read_like_streams_and_stay_small() {
+    let path = std::env::temp_dir().join(format!("rstscope-capture-big-{}", std::process::id()));
+    struct Rm<'a>(&'a std::path::Path);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _rm = Rm(&path);
+    for le in [true, false] {
+        let w32 = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
+        let mut f = pcap(le, false, 1, &[]);
+        let mut i = 0u32;
+        while f.len() < 48 << 20 {
+            let len = 60 + (i.wrapping_mul(2_654_435_761) % 1441) as usize;
+            f.extend_from_slice(&w32(1_700_000_000 + i / 1000));
+            f.extend_from_slice(&w32((i % 1000) * 997));
+            f.extend_from_slice(&w32(len as u32));
+            f.extend_from_slice(&w32(len as u32));
+            f.extend((0..len).map(|k| (k as u32 ^ i) as u8));
+            i += 1;
+        }
+        // Damage at the end: a record header claiming more than is left.
+        f.extend_from_slice(&w32(1));
+        f.extend_from_slice(&w32(2));
+        f.extend_from_slice(&w32(100));
+        f.extend_from_slice(&w32(100));
+        f.extend_from_slice(b"short");
+        std::fs::write(&path, &f).unwrap();
+
+        let digest = |r: &mut CaptureReader| {
+            let (mut n, mut h) = (0u64, 0u64);
+            let err = loop {
+                match r.next_packet() {
+                    Ok(Some(p)) => {
+                        n += 1;
+                        for v in [
+                            p.ts.0 as u64,
+                            p.orig_len as u64,
+                            p.offset,
+                            p.data.len() as u64,
+                        ]
+                        .into_iter()
+                        .chain(p.data.iter().map(|&b| b as u64))
+                        {
+                            h = (h ^ v).wrapping_mul(0x100_0000_01b3);
+                        }
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e.to_string()),
+                }
+            };
+            (n, h, err)
+        };
+        let mut mapped = CaptureReader::open(&path).unwrap();
+        let got = digest(&mut mapped);
+        let mut streamed =
+            CaptureReader::from_reader(Box::new(std::fs::File::open(&path).unwrap())).unwrap();
+        assert_eq!(got, digest(&mut streamed), "le {le}");
+        assert_eq!(got.0, i as u64);
+        assert!(
+            got.2.as_deref().unwrap_or("").contains("truncated"),
+            "{got:?}"
+        );
+
+        // The pager works on its own thread: give it a moment to catch up.
+        let rss_file_kb = || {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("RssFile:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                })
+        };
+        if let Some(mut kb) = rss_file_kb() {
+            for _ in 0..100 {
+                if kb < 32 << 10 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                kb = rss_file_kb().unwrap_or(0);
+            }
+            assert!(
+                kb < 32 << 10,
+                "{kb} KiB of file pages resident after a 48 MiB file"
+            );
+        }
+    }
+}
