@@ -57,6 +57,32 @@ fn shard(seg: &Segment, n: usize) -> usize {
     (((h >> 32) * n as u64) >> 32) as usize
 }
 
+/// How much lower than the reading thread's the trackers' scheduling
+/// priority is (a `nice` increment).
+const TRACKER_NICE: i32 = 5;
+
+/// Lowers the calling (tracker) thread's priority below the reading thread's.
+///
+/// The reading thread feeds every tracker, so when there are more threads
+/// than cores it is the one that must not wait: at equal priority the
+/// scheduler gives each of the four threads the same share, the reader
+/// falls behind, and the trackers then idle on empty queues. Measured on
+/// 2 cores (benchmark capture, 15 interleaved runs each): 0.276 s against
+/// 0.283 s. Any thread may lower its own priority; failure changes nothing
+/// but speed.
+fn yield_to_reader() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread (`who` 0 under
+    // PRIO_PROCESS names the calling thread on Linux); no memory is shared.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if *libc::__errno_location() == 0 {
+            libc::setpriority(libc::PRIO_PROCESS, 0, (now + TRACKER_NICE).min(19));
+        }
+    }
+}
+
 pub(crate) fn stream_parallel(
     mut reader: CaptureReader,
     opts: &Options,
@@ -81,6 +107,7 @@ pub(crate) fn stream_parallel(
             let out = out_tx.clone();
             let spare = spare_tx.clone();
             workers.push(scope.spawn(move || -> TrackerStats {
+                yield_to_reader();
                 let mut tracker = tracker_for(opts);
                 for mut batch in rx {
                     for it in &batch.items {
