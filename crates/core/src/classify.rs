@@ -169,15 +169,20 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     }
     if r.after_genuine_from_sender > 0 {
         mb += 1.0;
-        let gap = r.after_first_gap.map(secs).unwrap_or(0.0);
-        ev.push(format!(
-            "{} still sent {} packet{} ({} with data) {:.3} s after the RST: it still had the connection",
-            me_ip,
-            r.after_genuine_from_sender,
-            if r.after_genuine_from_sender == 1 { "" } else { "s" },
-            r.after_data_from_sender,
-            gap
-        ));
+        let mut e = String::with_capacity(96 + me_ip.len());
+        e.push_str(&me_ip);
+        e.push_str(" still sent ");
+        text::push_u32(&mut e, r.after_genuine_from_sender);
+        e.push_str(if r.after_genuine_from_sender == 1 {
+            " packet ("
+        } else {
+            " packets ("
+        });
+        text::push_u32(&mut e, r.after_data_from_sender);
+        e.push_str(" with data) ");
+        text::push_secs(&mut e, r.after_first_gap.unwrap_or(0), 3);
+        e.push_str(" s after the RST: it still had the connection");
+        ev.push(e);
     }
     if let Some(id) = r.pkt.ip_id {
         let peer_ids = [
@@ -320,11 +325,12 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             && gap_rst < SEC
             && r.peer.pkts <= 3
         {
-            ev.push(format!(
-                "{} reset the connection {:.3} s after the handshake completed, having sent nothing but the SYN-ACK (accept queue full, tcp_abort_on_overflow)",
-                me_ip,
-                secs(gap_rst)
-            ));
+            let mut e = String::with_capacity(160 + me_ip.len());
+            e.push_str(&me_ip);
+            e.push_str(" reset the connection ");
+            text::push_secs(&mut e, gap_rst, 3);
+            e.push_str(" s after the handshake completed, having sent nothing but the SYN-ACK (accept queue full, tcp_abort_on_overflow)");
+            ev.push(e);
             break 'cause (Cause::ListenOverflow, 0.7);
         }
 
@@ -347,18 +353,19 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
 
         // 3. Keepalive.
         if r.sender.probes >= 1 {
-            let since = r
-                .sender
-                .first_probe_ts
-                .map(|t| secs(r.pkt.ts.0 - t.0))
-                .unwrap_or(0.0);
-            ev.push(format!(
-                "{} keepalive probe{} from {} went unanswered for {:.1} s before the RST",
-                r.sender.probes,
-                if r.sender.probes == 1 { "" } else { "s" },
-                me_ip,
-                since
-            ));
+            let since = r.sender.first_probe_ts.map(|t| r.pkt.ts.0 - t.0);
+            let mut e = String::with_capacity(80 + me_ip.len());
+            text::push_u32(&mut e, r.sender.probes);
+            e.push_str(if r.sender.probes == 1 {
+                " keepalive probe from "
+            } else {
+                " keepalive probes from "
+            });
+            e.push_str(&me_ip);
+            e.push_str(" went unanswered for ");
+            text::push_secs(&mut e, since.unwrap_or(0), 1);
+            e.push_str(" s before the RST");
+            ev.push(e);
             break 'cause (
                 Cause::KeepaliveTimeout,
                 if r.sender.probes >= 2 { 0.9 } else { 0.7 },
@@ -369,11 +376,13 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
         if let Some(fin) = r.sender.fin_ts {
             if let Some(pd) = r.peer.last_payload_ts {
                 if pd > fin {
-                    ev.push(format!(
-                        "RST answers data sent {:.2} s after {} closed with FIN",
-                        secs(pd.0 - fin.0),
-                        me_ip
-                    ));
+                    let mut e = String::with_capacity(64 + me_ip.len());
+                    e.push_str("RST answers data sent ");
+                    text::push_secs(&mut e, pd.0 - fin.0, 2);
+                    e.push_str(" s after ");
+                    e.push_str(&me_ip);
+                    e.push_str(" closed with FIN");
+                    ev.push(e);
                     break 'cause (Cause::DataAfterClose, 0.9);
                 }
             }
@@ -438,12 +447,14 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             };
             if unread {
                 let p = peer_last.expect("checked");
-                ev.push(format!(
-                    "{} sent data {:.3} s before the RST that {} never answered (unread when it closed)",
-                    peer_ip,
-                    secs(r.pkt.ts.0 - p.0),
-                    me_ip
-                ));
+                let mut e = String::with_capacity(96 + me_ip.len() + peer_ip.len());
+                e.push_str(&peer_ip);
+                e.push_str(" sent data ");
+                text::push_secs(&mut e, r.pkt.ts.0 - p.0, 3);
+                e.push_str(" s before the RST that ");
+                e.push_str(&me_ip);
+                e.push_str(" never answered (unread when it closed)");
+                ev.push(e);
                 break 'cause (Cause::UnreadDataClose, 0.75);
             }
             ev.push(
@@ -504,29 +515,30 @@ struct Idle {
     gap: i64,
     before_trigger: bool,
     threshold: f64,
-    auto: bool,
+    /// The threshold in ns when it was derived from the capture (adaptive).
+    auto: Option<i64>,
 }
 
 impl Idle {
     fn sentence(&self, peer: &str) -> String {
-        let mut s = String::new();
+        let mut s = String::with_capacity(112 + peer.len());
+        text::push_secs(&mut s, self.gap, 1);
         if self.before_trigger {
-            let _ = write!(
-                s,
-                "{:.1} s idle before {peer}'s segment that the RST answers",
-                secs(self.gap)
-            );
+            s.push_str(" s idle before ");
+            s.push_str(peer);
+            s.push_str("'s segment that the RST answers");
         } else {
-            let _ = write!(s, "{:.1} s idle before the RST", secs(self.gap));
+            s.push_str(" s idle before the RST");
         }
-        if self.auto {
-            let _ = write!(
-                s,
-                " (at least 10 times any earlier pause; threshold {:.1} s)",
-                self.threshold
-            );
-        } else {
-            let _ = write!(s, " (threshold {:.1} s)", self.threshold);
+        match self.auto {
+            Some(ns) => {
+                s.push_str(" (at least 10 times any earlier pause; threshold ");
+                text::push_secs_of(&mut s, ns, 1, self.threshold);
+                s.push_str(" s)");
+            }
+            None => {
+                let _ = write!(s, " (threshold {:.1} s)", self.threshold);
+            }
         }
         s
     }
@@ -539,12 +551,13 @@ fn idle_check(
     earlier_max: i64,
     answers_peer: bool,
 ) -> Option<Idle> {
-    let decide = |gap: i64, earlier: i64| -> Option<(f64, bool)> {
+    let decide = |gap: i64, earlier: i64| -> Option<(f64, Option<i64>)> {
         match opts.idle_threshold {
-            Some(t) => (secs(gap) >= t).then_some((t, false)),
+            Some(t) => (secs(gap) >= t).then_some((t, None)),
             None => {
                 let t = 1.0f64.max(10.0 * secs(earlier));
-                (secs(gap) >= t).then_some((t, true))
+                let t_ns = SEC.max(earlier.saturating_mul(10));
+                (secs(gap) >= t).then_some((t, Some(t_ns)))
             }
         }
     };
