@@ -1,9 +1,12 @@
 //! The multi-threaded form of [`crate::stream`].
 //!
 //! ```text
-//!  reader thread            tracker threads (flow hash)        calling thread
+//!  rstscope-read            rstscope-track (by flow hash)      calling thread
 //!  read + decode  --batch-->  Tracker + classify  --summaries-->  sink (output)
 //! ```
+//!
+//! (Mapped files add the capture reader's `rstscope-pager` thread.) The
+//! trackers run at a lower priority than the reader, see [`yield_to_reader`].
 //!
 //! Segments cross threads in batches, copied out of the reader's buffer;
 //! only RST payloads (evidence text) are carried along, in a per-batch
@@ -106,7 +109,8 @@ pub(crate) fn stream_parallel(
             txs.push(tx);
             let out = out_tx.clone();
             let spare = spare_tx.clone();
-            workers.push(scope.spawn(move || -> TrackerStats {
+            let named = std::thread::Builder::new().name("rstscope-track".into());
+            workers.push(named.spawn_scoped(scope, move || -> TrackerStats {
                 yield_to_reader();
                 let mut tracker = tracker_for(opts);
                 for mut batch in rx {
@@ -140,13 +144,14 @@ pub(crate) fn stream_parallel(
                     .collect();
                 let _ = out.send(rest);
                 tracker.stats
-            }));
+            })?);
         }
         drop(out_tx);
         drop(spare_tx);
 
         let consumed_ref = &consumed;
-        let read = scope.spawn(move || -> (Stats, Option<String>) {
+        let named = std::thread::Builder::new().name("rstscope-read".into());
+        let read = named.spawn_scoped(scope, move || -> (Stats, Option<String>) {
             let mut stats = Stats::default();
             let mut batches: Vec<Batch> = (0..n).map(|_| Batch::with_capacity()).collect();
             let error = crate::read_segments(
@@ -191,7 +196,7 @@ pub(crate) fn stream_parallel(
             }
             drop(txs);
             (stats, error)
-        });
+        })?;
 
         // The calling thread renders; on an output error, stop reading.
         let mut result = Ok(());
