@@ -208,16 +208,27 @@ fn tracker_for(opts: &Options) -> Tracker {
     })
 }
 
+/// What [`read_segments`] hands on.
+enum Input<'a, 'b> {
+    /// A TCP segment captured at this time.
+    Segment(rstscope_core::Timestamp, &'a wire::Segment<'b>),
+    /// The input has nothing more for now (a live pipe): pass on what is
+    /// batched, flush what is printed.
+    Idle(u64),
+    /// Every 65,536 packets: the bytes consumed so far.
+    Progress(u64),
+}
+
 /// The reading loop shared by both forms of [`stream`]: reads every packet,
 /// decodes it, counts what is skipped and the time span in `stats`, and hands
-/// each TCP segment to `on_segment` (which returns `false` to stop).
-/// `every_64k` runs every 65,536 packets with the bytes consumed so far.
-/// Returns the read error that ended the capture early, if any.
+/// each TCP segment to `on` (which returns `false` to stop), with
+/// [`Input::Idle`] whenever the next read would wait for input and
+/// [`Input::Progress`] now and then. Returns the read error that ended the
+/// capture early, if any.
 fn read_segments(
     reader: &mut CaptureReader,
     stats: &mut Stats,
-    mut on_segment: impl FnMut(rstscope_core::Timestamp, &wire::Segment) -> io::Result<bool>,
-    mut every_64k: impl FnMut(u64),
+    mut on: impl FnMut(Input) -> io::Result<bool>,
 ) -> io::Result<Option<String>> {
     let mut error = None;
     let (mut first, mut last) = (None, None);
@@ -229,14 +240,11 @@ fn read_segments(
                 last = Some(p.ts);
                 match wire::decode(p.linktype, p.data) {
                     Ok(seg) => {
-                        if !on_segment(p.ts, &seg)? {
+                        if !on(Input::Segment(p.ts, &seg))? {
                             break;
                         }
                     }
                     Err(s) => stats.skip(s),
-                }
-                if stats.packets & 0xffff == 0 {
-                    every_64k(reader.bytes_consumed());
                 }
             }
             Ok(None) => break,
@@ -244,6 +252,12 @@ fn read_segments(
                 error = Some(e.to_string());
                 break;
             }
+        }
+        if stats.packets & 0xffff == 0 {
+            on(Input::Progress(reader.bytes_consumed()))?;
+        }
+        if !reader.next_record_buffered() && !on(Input::Idle(reader.bytes_consumed()))? {
+            break;
         }
     }
     stats.first_ts = first.map(|t: rstscope_core::Timestamp| t.as_secs_f64());
@@ -255,17 +269,15 @@ fn stream_serial(
     mut reader: CaptureReader,
     opts: &Options,
     mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
-    progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64),
 ) -> io::Result<(Stats, Option<String>)> {
     let copts = classify::Options {
         idle_threshold: opts.idle_threshold,
     };
     let mut tracker = tracker_for(opts);
     let mut stats = Stats::default();
-    let error = read_segments(
-        &mut reader,
-        &mut stats,
-        |ts, seg| {
+    let error = read_segments(&mut reader, &mut stats, |input| match input {
+        Input::Segment(ts, seg) => {
             tracker.packet(ts, seg);
             let mut result = Ok(());
             tracker.drain_finished(|c| {
@@ -274,9 +286,12 @@ fn stream_serial(
                 }
             });
             result.map(|_| true)
-        },
-        progress,
-    )?;
+        }
+        Input::Idle(bytes) | Input::Progress(bytes) => {
+            progress(bytes);
+            Ok(true)
+        }
+    })?;
     for c in tracker.finish() {
         if !opts.wants(&c) {
             continue;
@@ -415,12 +430,15 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    // A pipe (`tcpdump -w - | rstscope analyze -`) is followed live: what
+    // is printed is flushed whenever the input pauses or results arrive.
+    let live = reader.file_size().is_none();
     let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let out = std::cell::RefCell::new(io::BufWriter::with_capacity(1 << 16, stdout.lock()));
     let mut human = render::HumanReport::new(args.limit);
     let mut reset_conns = 0u64;
     if args.format == Format::Zeek {
-        render::zeek_header(&mut out)?;
+        render::zeek_header(&mut *out.borrow_mut())?;
     }
     let result = stream(
         reader,
@@ -433,8 +451,8 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
                 return Ok(());
             }
             match args.format {
-                Format::Json => render::json_line(&mut out, &c),
-                Format::Zeek => render::zeek_line(&mut out, &c),
+                Format::Json => render::json_line(&mut *out.borrow_mut(), &c),
+                Format::Zeek => render::zeek_line(&mut *out.borrow_mut(), &c),
                 Format::Human => {
                     human.add(c);
                     Ok(())
@@ -445,6 +463,10 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
             if let Some(b) = &bar {
                 b.set_position(pos);
             }
+            if live {
+                // An error here shows again at the final flush.
+                let _ = out.borrow_mut().flush();
+            }
         },
     );
     if let Some(b) = &bar {
@@ -452,6 +474,7 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let (mut stats, error) = result?;
     stats.reset_connections = reset_conns;
+    let mut out = out.into_inner();
     match args.format {
         Format::Human => human.write(&mut out, &name, &stats, error.as_deref())?,
         Format::Zeek => render::zeek_footer(&mut out)?,

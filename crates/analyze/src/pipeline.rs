@@ -36,6 +36,10 @@ struct Item {
 struct Batch {
     items: Vec<Item>,
     arena: Vec<u8>,
+    /// Capture time the whole capture has reached (sent when the input
+    /// pauses, so every tracker's clock moves on, not only the one whose
+    /// flows are active).
+    tick: Option<Timestamp>,
 }
 
 impl Batch {
@@ -43,6 +47,7 @@ impl Batch {
         Batch {
             items: Vec::with_capacity(BATCH),
             arena: Vec::new(),
+            tick: None,
         }
     }
 }
@@ -123,6 +128,9 @@ pub(crate) fn stream_parallel(
                             tracker.packet(it.ts, &Segment { payload, ..it.seg });
                         }
                     }
+                    if let Some(t) = batch.tick.take() {
+                        tracker.advance(t);
+                    }
                     let mut done: Vec<ConnSummary> = Vec::new();
                     tracker.drain_finished(|c| {
                         if opts.wants(c) {
@@ -154,40 +162,62 @@ pub(crate) fn stream_parallel(
         let read = named.spawn_scoped(scope, move || -> (Stats, Option<String>) {
             let mut stats = Stats::default();
             let mut batches: Vec<Batch> = (0..n).map(|_| Batch::with_capacity()).collect();
-            let error = crate::read_segments(
-                &mut reader,
-                &mut stats,
-                |ts, seg| {
-                    let k = if n == 1 { 0 } else { shard(seg, n) };
-                    let b = &mut batches[k];
-                    let pay = if seg.flags & flags::RST != 0 && !seg.payload.is_empty() {
-                        let take = seg.payload.len().min(RST_PAYLOAD);
-                        let off = b.arena.len() as u32;
-                        b.arena.extend_from_slice(&seg.payload[..take]);
-                        (off, take as u32)
-                    } else {
-                        (0, 0)
-                    };
-                    b.items.push(Item {
-                        ts,
-                        seg: Segment {
-                            payload: &[],
-                            ..*seg
-                        },
-                        pay,
-                    });
-                    if b.items.len() >= BATCH {
-                        let fresh = spare_rx
-                            .try_recv()
-                            .unwrap_or_else(|_| Batch::with_capacity());
-                        let full = std::mem::replace(b, fresh);
-                        // A tracker gone (the output side stopped): stop reading.
-                        return Ok(txs[k].send(full).is_ok());
+            let mut now = None;
+            let error = crate::read_segments(&mut reader, &mut stats, |input| {
+                let (ts, seg) = match input {
+                    crate::Input::Segment(ts, seg) => (ts, seg),
+                    crate::Input::Progress(bytes) => {
+                        consumed_ref.store(bytes, Ordering::Relaxed);
+                        return Ok(true);
                     }
-                    Ok(true)
-                },
-                |bytes| consumed_ref.store(bytes, Ordering::Relaxed),
-            )
+                    crate::Input::Idle(bytes) => {
+                        // A live pipe paused: hand on what is batched now
+                        // rather than when a batch fills up, with the time
+                        // reached, to every tracker.
+                        consumed_ref.store(bytes, Ordering::Relaxed);
+                        if now.is_none() {
+                            return Ok(true);
+                        }
+                        for (k, b) in batches.iter_mut().enumerate() {
+                            let fresh = spare_rx.try_recv().unwrap_or_default();
+                            let mut full = std::mem::replace(b, fresh);
+                            full.tick = now;
+                            if txs[k].send(full).is_err() {
+                                return Ok(false);
+                            }
+                        }
+                        return Ok(true);
+                    }
+                };
+                now = Some(ts);
+                let k = if n == 1 { 0 } else { shard(seg, n) };
+                let b = &mut batches[k];
+                let pay = if seg.flags & flags::RST != 0 && !seg.payload.is_empty() {
+                    let take = seg.payload.len().min(RST_PAYLOAD);
+                    let off = b.arena.len() as u32;
+                    b.arena.extend_from_slice(&seg.payload[..take]);
+                    (off, take as u32)
+                } else {
+                    (0, 0)
+                };
+                b.items.push(Item {
+                    ts,
+                    seg: Segment {
+                        payload: &[],
+                        ..*seg
+                    },
+                    pay,
+                });
+                if b.items.len() >= BATCH {
+                    let fresh = spare_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Batch::with_capacity());
+                    let full = std::mem::replace(b, fresh);
+                    // A tracker gone (the output side stopped): stop reading.
+                    return Ok(txs[k].send(full).is_ok());
+                }
+                Ok(true)
+            })
             .unwrap_or_else(|e| Some(e.to_string()));
             for (k, b) in batches.into_iter().enumerate() {
                 if !b.items.is_empty() {

@@ -239,6 +239,10 @@ pub struct CaptureReader {
     pager: Option<pager::Pager>,
     /// Mapped files: offset at which to tell the pager next.
     next_kick: usize,
+    /// The file descriptor the input comes from, when known: asked whether
+    /// it has more right now (see [`CaptureReader::next_record_buffered`]).
+    #[cfg(unix)]
+    input_fd: Option<i32>,
 }
 
 /// How far ahead of the packet being decoded a mapped file is prefetched.
@@ -273,7 +277,12 @@ impl CaptureReader {
     /// Opens a file, or stdin for `-`. Compression is detected from the content.
     pub fn open(path: &Path) -> Result<Self, Error> {
         if path.as_os_str() == "-" {
-            return Self::from_reader(Box::new(io::stdin()));
+            let mut r = Self::from_reader(Box::new(io::stdin()))?;
+            #[cfg(unix)]
+            {
+                r.input_fd = Some(0);
+            }
+            return Ok(r);
         }
         let f = File::open(path).map_err(|e| Error::Io {
             offset: 0,
@@ -298,7 +307,14 @@ impl CaptureReader {
                 return Ok(r);
             }
         }
+        #[cfg(unix)]
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
         let mut r = Self::from_reader(Box::new(f))?;
+        #[cfg(unix)]
+        {
+            // Valid as long as the reader (which owns the file) lives.
+            r.input_fd = Some(fd);
+        }
         r.file_size = size;
         Ok(r)
     }
@@ -375,6 +391,8 @@ impl CaptureReader {
             prefetched: 0,
             pager: None,
             next_kick: pager::KICK_EVERY,
+            #[cfg(unix)]
+            input_fd: None,
         }
     }
 
@@ -406,6 +424,47 @@ impl CaptureReader {
     /// Size of the underlying file, when it is a regular file.
     pub fn file_size(&self) -> Option<u64> {
         self.file_size
+    }
+
+    /// Whether the next record (or the end of the input) is already at
+    /// hand, so that [`CaptureReader::next_packet`] will not wait for input.
+    /// False while a live pipe has delivered everything written so far:
+    /// the moment for a consumer to pass on what it has batched.
+    pub fn next_record_buffered(&self) -> bool {
+        if self.eof || matches!(self.buf, Buf::Mapped(_)) || self.failed {
+            return true;
+        }
+        let b = self.avail();
+        let whole = match self.state {
+            State::Pcap { le, linktype, .. } => {
+                let hdr = if linktype & 0x8000_0000 != 0 { 24 } else { 16 };
+                b.len() >= hdr && b.len() >= hdr + rd32(b, 8, le) as usize
+            }
+            State::Pcapng { le, .. } => {
+                // A section header may switch the byte order: any length
+                // read either way is still only a hint here.
+                b.len() >= 8 && b.len() >= rd32(b, 4, le) as usize
+            }
+        };
+        whole || self.input_ready()
+    }
+
+    /// Whether the input has bytes waiting (a read would not block).
+    /// Unknown inputs count as not ready.
+    fn input_ready(&self) -> bool {
+        #[cfg(unix)]
+        if let Some(fd) = self.input_fd {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, zero timeout; `fd` belongs to the
+            // input this reader owns (or to stdin).
+            let n = unsafe { libc::poll(&mut p, 1, 0) };
+            return n > 0 && p.revents & libc::POLLIN != 0;
+        }
+        false
     }
 
     /// Reading statistics.

@@ -529,3 +529,57 @@ fn agrees_with_zeek_baselines() {
     assert!(n >= 40);
     assert_eq!(ok, n, "not matched: {bad:#?}");
 }
+
+/// `tcpdump -w - | rstscope analyze -`: results come out while the pipe is
+/// still open, as soon as capture time has retired the connection, not
+/// when the input ends. Both with the multi-threaded pipeline and on one
+/// thread.
+#[test]
+fn a_live_pipe_is_followed() {
+    use std::io::BufRead;
+    for threads in ["0", "1"] {
+        let mut c = Pcap::new();
+        let t = 1_700_000_000.0;
+        c.conn(
+            40001,
+            &[
+                pkt(t, true, S, 1000, 0, 0),
+                pkt(t + 0.001, false, R | A, 0, 1001, 0),
+            ],
+        );
+        // A later packet of another connection moves capture time past
+        // the refused connection's 5 s close delay.
+        c.conn(40002, &[pkt(t + 30.0, true, S, 5000, 0, 0)]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rstscope"))
+            .args(["analyze", "--format", "json", "--threads", threads, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&c.bytes).unwrap();
+        stdin.flush().unwrap();
+        // Read the first line on another thread, so a hang fails the test
+        // instead of blocking it; stdin stays open meanwhile.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+        let line = got.unwrap_or_else(|_| {
+            panic!("--threads {threads}: no result within 20 s while the pipe was open")
+        });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["reset"]["cause"], "refused",
+            "--threads {threads}: {line}"
+        );
+    }
+}

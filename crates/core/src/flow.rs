@@ -1528,6 +1528,14 @@ impl Tracker {
         self.timers.due = due;
     }
 
+    /// Moves capture time on to `ts` without a packet: retires what Zeek
+    /// would have removed by then. For a tracker that sees only a share of
+    /// the packets (one shard of several), so that its connections are
+    /// reported when the capture's clock says, not when its next packet comes.
+    pub fn advance(&mut self, ts: Timestamp) {
+        self.expire(ts.0);
+    }
+
     /// Processes one segment captured at `ts`.
     pub fn packet(&mut self, ts: Timestamp, seg: &Segment) {
         self.stats.segments += 1;
