@@ -28,7 +28,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 /// against 0.404 s for 4,096 (medians of 9 interleaved runs); on a quiet
 /// machine the two were alike. A paused live input is handed on at once
 /// whatever the size (see `Input::Idle`). In flight at most: 3 per tracker
-/// (two queued, one being tracked) plus 3 spares per tracker, 1.7 MB each.
+/// (two queued, one being tracked) plus one spare per tracker, 1.7 MB each.
 const BATCH: usize = 16384;
 /// Most RST payload bytes carried to the tracker (the evidence text limit is lower).
 const RST_PAYLOAD: usize = 512;
@@ -113,7 +113,7 @@ pub(crate) fn stream_parallel(
         let (out_tx, out_rx) = sync_channel::<Vec<ConnSummary>>(4 * n);
         // Emptied batches go back to the reader, so their memory is reused
         // rather than allocated (and faulted in) afresh for every batch.
-        let (spare_tx, spare_rx) = sync_channel::<Batch>(3 * n);
+        let (spare_tx, spare_rx) = sync_channel::<Batch>(n);
         let mut txs = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..n {
