@@ -430,8 +430,17 @@ impl CaptureReader {
     /// hand, so that [`CaptureReader::next_packet`] will not wait for input.
     /// False while a live pipe has delivered everything written so far:
     /// the moment for a consumer to pass on what it has batched.
+    #[inline]
     pub fn next_record_buffered(&self) -> bool {
-        if self.eof || matches!(self.buf, Buf::Mapped(_)) || self.failed {
+        if self.eof || self.failed {
+            return true;
+        }
+        self.next_record_buffered_slow()
+    }
+
+    #[inline(never)]
+    fn next_record_buffered_slow(&self) -> bool {
+        if matches!(self.buf, Buf::Mapped(_)) {
             return true;
         }
         let b = self.avail();
