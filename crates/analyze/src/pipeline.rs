@@ -27,8 +27,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 /// on 2 cores sharing memory with other machines, 16,384 took 0.315 s
 /// against 0.404 s for 4,096 (medians of 9 interleaved runs); on a quiet
 /// machine the two were alike. A paused live input is handed on at once
-/// whatever the size (see `Input::Idle`). In flight at most: 3 per tracker
-/// (two queued, one being tracked) plus one spare per tracker, 1.7 MB each.
+/// whatever the size (see `Input::Idle`). Per tracker at most 4 batches
+/// of 1.6 MB are in use (two queued, one being tracked, one being filled),
+/// and as many may wait as spares: each is allocated (and its pages faulted
+/// in) once, then reused.
 const BATCH: usize = 16384;
 /// Most RST payload bytes carried to the tracker (the evidence text limit is lower).
 const RST_PAYLOAD: usize = 512;
@@ -113,7 +115,7 @@ pub(crate) fn stream_parallel(
         let (out_tx, out_rx) = sync_channel::<Vec<ConnSummary>>(4 * n);
         // Emptied batches go back to the reader, so their memory is reused
         // rather than allocated (and faulted in) afresh for every batch.
-        let (spare_tx, spare_rx) = sync_channel::<Batch>(n);
+        let (spare_tx, spare_rx) = sync_channel::<Batch>(4 * n);
         let mut txs = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..n {
