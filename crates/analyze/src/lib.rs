@@ -192,13 +192,62 @@ pub struct Analysis {
 pub fn stream(
     reader: CaptureReader,
     opts: &Options,
-    sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    progress: impl FnMut(u64),
+) -> io::Result<(Stats, Option<String>)> {
+    stream_with(
+        reader,
+        opts,
+        &Summaries,
+        |group| group.into_iter().try_for_each(&mut sink),
+        progress,
+    )
+}
+
+/// How finished connections are gathered where they are summarized (on the
+/// tracker threads when there are several) before they reach the calling
+/// thread in groups. `rstscope analyze` renders JSON and Zeek lines there,
+/// so the calling thread only writes bytes, and what a summary allocated is
+/// freed by the thread that allocated it.
+pub(crate) trait Collect: Sync {
+    /// What the calling thread receives.
+    type Group: Send;
+    /// An empty group.
+    fn group(&self) -> Self::Group;
+    /// Adds one finished connection.
+    fn add(&self, group: &mut Self::Group, c: ConnSummary);
+    /// Whether nothing was added.
+    fn is_empty(&self, group: &Self::Group) -> bool;
+}
+
+/// Hands on the summaries themselves.
+struct Summaries;
+
+impl Collect for Summaries {
+    type Group = Vec<ConnSummary>;
+    fn group(&self) -> Vec<ConnSummary> {
+        Vec::new()
+    }
+    fn add(&self, group: &mut Vec<ConnSummary>, c: ConnSummary) {
+        group.push(c);
+    }
+    fn is_empty(&self, group: &Vec<ConnSummary>) -> bool {
+        group.is_empty()
+    }
+}
+
+/// [`stream`] with the gathering of connections chosen by the caller.
+pub(crate) fn stream_with<C: Collect>(
+    reader: CaptureReader,
+    opts: &Options,
+    collect: &C,
+    sink: impl FnMut(C::Group) -> io::Result<()>,
     progress: impl FnMut(u64),
 ) -> io::Result<(Stats, Option<String>)> {
     if opts.threads <= 1 {
-        stream_serial(reader, opts, sink, progress)
+        stream_serial(reader, opts, collect, sink, progress)
     } else {
-        pipeline::stream_parallel(reader, opts, sink, progress)
+        pipeline::stream_parallel(reader, opts, collect, sink, progress)
     }
 }
 
@@ -265,10 +314,11 @@ fn read_segments(
     Ok(error)
 }
 
-fn stream_serial(
+fn stream_serial<C: Collect>(
     mut reader: CaptureReader,
     opts: &Options,
-    mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    collect: &C,
+    mut sink: impl FnMut(C::Group) -> io::Result<()>,
     mut progress: impl FnMut(u64),
 ) -> io::Result<(Stats, Option<String>)> {
     let copts = classify::Options {
@@ -279,24 +329,26 @@ fn stream_serial(
     let error = read_segments(&mut reader, &mut stats, |input| match input {
         Input::Segment(ts, seg) => {
             tracker.packet(ts, seg);
-            let mut result = Ok(());
+            let mut group = None;
             tracker.drain_finished(|c| {
-                if result.is_ok() && opts.wants(c) {
-                    result = sink(summary::summarize(c, &copts));
+                if opts.wants(c) {
+                    let g = group.get_or_insert_with(|| collect.group());
+                    collect.add(g, summary::summarize(c, &copts));
                 }
             });
-            result.map(|_| true)
+            group.map_or(Ok(()), &mut sink).map(|_| true)
         }
         Input::Idle(bytes) | Input::Progress(bytes) => {
             progress(bytes);
             Ok(true)
         }
     })?;
-    for c in tracker.finish() {
-        if !opts.wants(&c) {
-            continue;
-        }
-        sink(summary::summarize(&c, &copts))?;
+    let mut rest = collect.group();
+    for c in tracker.finish().iter().filter(|c| opts.wants(c)) {
+        collect.add(&mut rest, summary::summarize(c, &copts));
+    }
+    if !collect.is_empty(&rest) {
+        sink(rest)?;
     }
     stats.tcp = tracker.stats.segments;
     stats.connections = tracker.stats.connections;
@@ -364,6 +416,35 @@ impl Filter {
             return false;
         }
         true
+    }
+}
+
+/// Renders JSON or Zeek lines where connections are summarized; a group is
+/// the number of connections with a reset and the lines of those the
+/// filter keeps.
+struct Lines<'a> {
+    filter: &'a Filter,
+    zeek: bool,
+}
+
+impl Collect for Lines<'_> {
+    type Group = (u64, Vec<u8>);
+    fn group(&self) -> (u64, Vec<u8>) {
+        (0, Vec::new())
+    }
+    fn add(&self, group: &mut (u64, Vec<u8>), c: ConnSummary) {
+        group.0 += (c.resets > 0) as u64;
+        if self.filter.keep(&c) {
+            // Writing into memory cannot fail.
+            let _ = if self.zeek {
+                render::zeek_line(&mut group.1, &c)
+            } else {
+                render::json_into(&mut group.1, &c)
+            };
+        }
+    }
+    fn is_empty(&self, group: &(u64, Vec<u8>)) -> bool {
+        group.0 == 0 && group.1.is_empty()
     }
 }
 
@@ -440,35 +521,47 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
     if args.format == Format::Zeek {
         render::zeek_header(&mut *out.borrow_mut())?;
     }
-    let result = stream(
-        reader,
-        &opts,
-        |c| {
-            if c.resets > 0 {
-                reset_conns += 1;
-            }
-            if !filter.keep(&c) {
-                return Ok(());
-            }
-            match args.format {
-                Format::Json => render::json_line(&mut *out.borrow_mut(), &c),
-                Format::Zeek => render::zeek_line(&mut *out.borrow_mut(), &c),
-                Format::Human => {
-                    human.add(c);
-                    Ok(())
+    let progress = |pos| {
+        if let Some(b) = &bar {
+            b.set_position(pos);
+        }
+        if live {
+            // An error here shows again at the final flush.
+            let _ = out.borrow_mut().flush();
+        }
+    };
+    let result = match args.format {
+        Format::Human => stream(
+            reader,
+            &opts,
+            |c| {
+                if c.resets > 0 {
+                    reset_conns += 1;
                 }
-            }
-        },
-        |pos| {
-            if let Some(b) = &bar {
-                b.set_position(pos);
-            }
-            if live {
-                // An error here shows again at the final flush.
-                let _ = out.borrow_mut().flush();
-            }
-        },
-    );
+                if filter.keep(&c) {
+                    human.add(c);
+                }
+                Ok(())
+            },
+            progress,
+        ),
+        Format::Json | Format::Zeek => {
+            let lines = Lines {
+                filter: &filter,
+                zeek: args.format == Format::Zeek,
+            };
+            stream_with(
+                reader,
+                &opts,
+                &lines,
+                |(resets, bytes)| {
+                    reset_conns += resets;
+                    out.borrow_mut().write_all(&bytes)
+                },
+                progress,
+            )
+        }
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -1,8 +1,9 @@
 //! The multi-threaded form of [`crate::stream`].
 //!
 //! ```text
-//!  rstscope-read            rstscope-track (by flow hash)      calling thread
-//!  read + decode  --batch-->  Tracker + classify  --summaries-->  sink (output)
+//!  rstscope-read            rstscope-track (by flow hash)        calling thread
+//!  read + decode  --batch-->  Tracker + classify  --groups-->  sink (output)
+//!                             (+ render, see Collect)
 //! ```
 //!
 //! (Mapped files add the capture reader's `rstscope-pager` thread.) The
@@ -12,7 +13,7 @@
 //! only RST payloads (evidence text) are carried along, in a per-batch
 //! arena, since nothing else of the payload is used.
 
-use crate::{summary, tracker_for, ConnSummary, Options, Stats};
+use crate::{summary, tracker_for, Collect, Options, Stats};
 use rstscope_capture::CaptureReader;
 use rstscope_core::classify;
 use rstscope_core::flow::TrackerStats;
@@ -100,10 +101,11 @@ fn yield_to_reader() {
     }
 }
 
-pub(crate) fn stream_parallel(
+pub(crate) fn stream_parallel<C: Collect>(
     mut reader: CaptureReader,
     opts: &Options,
-    mut sink: impl FnMut(ConnSummary) -> io::Result<()>,
+    collect: &C,
+    mut sink: impl FnMut(C::Group) -> io::Result<()>,
     mut progress: impl FnMut(u64),
 ) -> io::Result<(Stats, Option<String>)> {
     let n = opts.threads.max(1);
@@ -112,7 +114,7 @@ pub(crate) fn stream_parallel(
         idle_threshold: opts.idle_threshold,
     };
     std::thread::scope(|scope| {
-        let (out_tx, out_rx) = sync_channel::<Vec<ConnSummary>>(4 * n);
+        let (out_tx, out_rx) = sync_channel::<C::Group>(4 * n);
         // Emptied batches go back to the reader, so their memory is reused
         // rather than allocated (and faulted in) afresh for every batch.
         let (spare_tx, spare_rx) = sync_channel::<Batch>(4 * n);
@@ -140,25 +142,23 @@ pub(crate) fn stream_parallel(
                     if let Some(t) = batch.tick.take() {
                         tracker.advance(t);
                     }
-                    let mut done: Vec<ConnSummary> = Vec::new();
+                    let mut done = collect.group();
                     tracker.drain_finished(|c| {
                         if opts.wants(c) {
-                            done.push(summary::summarize(c, &copts));
+                            collect.add(&mut done, summary::summarize(c, &copts));
                         }
                     });
                     batch.items.clear();
                     batch.arena.clear();
                     let _ = spare.try_send(batch);
-                    if !done.is_empty() && out.send(done).is_err() {
+                    if !collect.is_empty(&done) && out.send(done).is_err() {
                         break;
                     }
                 }
-                let rest: Vec<ConnSummary> = tracker
-                    .finish()
-                    .iter()
-                    .filter(|c| opts.wants(c))
-                    .map(|c| summary::summarize(c, &copts))
-                    .collect();
+                let mut rest = collect.group();
+                for c in tracker.finish().iter().filter(|c| opts.wants(c)) {
+                    collect.add(&mut rest, summary::summarize(c, &copts));
+                }
                 let _ = out.send(rest);
                 tracker.stats
             })?);
@@ -237,16 +237,12 @@ pub(crate) fn stream_parallel(
             (stats, error)
         })?;
 
-        // The calling thread renders; on an output error, stop reading.
+        // The calling thread hands each group to the sink; on an output
+        // error, stop reading.
         let mut result = Ok(());
         for done in out_rx.iter() {
             if result.is_ok() {
-                for c in done {
-                    if let Err(e) = sink(c) {
-                        result = Err(e);
-                        break;
-                    }
-                }
+                result = sink(done);
                 progress(consumed.load(Ordering::Relaxed));
             }
             // After an error keep draining so the workers can finish.

@@ -27,7 +27,8 @@ pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
     })
 }
 
-fn json_into(b: &mut Vec<u8>, c: &ConnSummary) -> io::Result<()> {
+/// [`json_line`] into a buffer: appends the line (with its newline) to `b`.
+pub(crate) fn json_into(b: &mut Vec<u8>, c: &ConnSummary) -> io::Result<()> {
     let b = &mut *b;
     let mut addr = String::with_capacity(48);
     text::push_socket(&mut addr, c.orig);
