@@ -22,9 +22,9 @@ use std::thread::JoinHandle;
 /// Map this many bytes ahead of the reader.
 const AHEAD: usize = 4 << 20;
 /// ...in steps of this many bytes.
-const POPULATE_STEP: usize = 1 << 20;
+const POPULATE_STEP: usize = 2 << 20;
 /// Give pages back once this many bytes behind the reader have accumulated.
-const RELEASE_EVERY: usize = 4 << 20;
+const RELEASE_EVERY: usize = 8 << 20;
 /// Page size multiple used for releasing (64 KiB covers every Linux page size).
 const RELEASE_ALIGN: usize = 64 << 10;
 /// The reader wakes the pager each time it has moved on this far.
