@@ -661,7 +661,9 @@ impl Conn {
         true
     }
 
-    fn process(&mut self, ts: Timestamp, is_orig: bool, seg: &Segment) {
+    /// Zeek's processing of one segment; returns whether the roles of
+    /// originator and responder were swapped.
+    fn process(&mut self, ts: Timestamp, is_orig: bool, seg: &Segment) -> bool {
         let me = if is_orig { ORIG } else { RESP };
         let other = 1 - me;
         let fl = seg.flags;
@@ -861,6 +863,7 @@ impl Conn {
         if do_close {
             self.connection_closed(me);
         }
+        flipped
     }
 
     /// Returns (do_close, gen_event, flipped).
@@ -1023,7 +1026,9 @@ impl Conn {
         if seq > self.ep[me].reassem_end {
             self.undelivered(me, other, seq);
         }
-        self.ep[me].blocks.retain(|b| b.1 > seq);
+        if !self.ep[me].blocks.is_empty() {
+            self.ep[me].blocks.retain(|b| b.1 > seq);
+        }
     }
 
     fn undelivered(&mut self, me: usize, other: usize, up_to: u64) {
@@ -1572,6 +1577,7 @@ impl Tracker {
                 };
                 let first = self.slab[i as usize].next_deadline(ts.0, idle);
                 self.index.insert(key, i);
+                self.stats.peak_open = self.stats.peak_open.max(self.index.len());
                 self.arm(first, i);
                 i
             }
@@ -1580,13 +1586,12 @@ impl Tracker {
         let is_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
         let before = [c.ep[ORIG].state, c.ep[RESP].state];
         let delete_before = c.delete_at;
-        c.process(ts, is_orig, seg);
-        // Processing may have flipped the roles: look again.
-        let now_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
-        let before = if now_orig == is_orig {
-            before
-        } else {
+        let flipped = c.process(ts, is_orig, seg);
+        let now_orig = is_orig != flipped;
+        let before = if flipped {
             [before[1], before[0]]
+        } else {
+            before
         };
         c.note(ts, if now_orig { ORIG } else { RESP }, seg, before);
         if c.delete_at != delete_before {
@@ -1594,7 +1599,6 @@ impl Tracker {
                 self.arm(d, i);
             }
         }
-        self.stats.peak_open = self.stats.peak_open.max(self.index.len());
     }
 
     /// Hands every connection retired so far to `f`, oldest retirement first.
