@@ -1375,6 +1375,10 @@ const WHEEL_SLOTS: i64 = 64;
 struct Wheel {
     /// The next second to come due; every earlier second has been handed out.
     cursor: i64,
+    /// The first capture time (ns) in a second after `cursor`'s: before it
+    /// nothing can come due, which the per-packet check tests without a
+    /// division.
+    wake_at: i64,
     buckets: Vec<Vec<(u32, u32)>>,
     far: Vec<(i64, u32, u32)>,
     /// Reused buffer for due entries.
@@ -1386,6 +1390,7 @@ impl Default for Wheel {
     fn default() -> Self {
         Wheel {
             cursor: i64::MIN,
+            wake_at: i64::MIN,
             buckets: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
             far: Vec::new(),
             due: Vec::new(),
@@ -1400,6 +1405,7 @@ impl Wheel {
         if !self.started {
             self.started = true;
             self.cursor = sec;
+            self.wake_at = sec.saturating_add(1).saturating_mul(SEC);
         }
         let sec = sec.max(self.cursor);
         if sec - self.cursor >= WHEEL_SLOTS {
@@ -1428,6 +1434,7 @@ impl Wheel {
                 self.pull_far();
             }
         }
+        self.wake_at = self.cursor.saturating_add(1).saturating_mul(SEC);
     }
 
     /// Files the far entries that now fall within the wheel's span.
@@ -1509,7 +1516,7 @@ impl Tracker {
     /// Retires every connection whose timer ran out before `now`'s second.
     #[inline]
     fn expire(&mut self, now: i64) {
-        if now.div_euclid(SEC) <= self.timers.cursor {
+        if now < self.timers.wake_at {
             return;
         }
         let idle = self.cfg.idle_retire;
