@@ -653,14 +653,7 @@ impl CaptureReader {
         let pos = self.pos;
         // Modified pcap (24-byte records) has the top bit set: general path.
         let h: &[u8; 16] = m.get(pos..pos + 16)?.try_into().ok()?;
-        let word = |i: usize| {
-            let v = u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-            if le {
-                v
-            } else {
-                v.swap_bytes()
-            }
-        };
+        let word = |i: usize| rd32(h, i, le);
         let caplen = word(8) as usize;
         let start = pos + 16;
         if linktype & 0x8000_0000 != 0 || caplen > MAX_PACKET || m.len() - start < caplen {
@@ -706,14 +699,7 @@ impl CaptureReader {
         let pos = self.pos;
         // Block type and length, then the EPB's interface, time and lengths.
         let h: &[u8; 28] = m.get(pos..pos + 28)?.try_into().ok()?;
-        let word = |i: usize| {
-            let v = u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-            if le {
-                v
-            } else {
-                v.swap_bytes()
-            }
-        };
+        let word = |i: usize| rd32(h, i, le);
         let blen = word(4) as usize;
         if word(0) != 6
             || blen < 32
@@ -723,11 +709,9 @@ impl CaptureReader {
         {
             return None;
         }
-        let t = &m[pos + blen - 4..pos + blen];
-        let trailer = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        let trailer = rd32(&m[pos + blen - 4..pos + blen], 0, le);
         let caplen = word(20) as usize;
-        if (if le { trailer } else { trailer.swap_bytes() }) as usize != blen || caplen > blen - 32
-        {
+        if trailer as usize != blen || caplen > blen - 32 {
             return None;
         }
         let iface = *ifaces.get(word(8) as usize)?;

@@ -289,19 +289,30 @@ fn read_path(path: &std::path::Path) -> ReadAll {
     }
 }
 
+/// A file path in the temporary directory, removed when dropped (also when
+/// the test fails).
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        let file = format!("rstscope-capture-{name}-{}", std::process::id());
+        TempFile(std::env::temp_dir().join(file))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Uncompressed files are memory-mapped rather than read: the packets and
 /// the errors (with their offsets) must be exactly those of the streaming
 /// reader, for whole files and for files cut at every byte.
 #[test]
 fn mapped_files_read_like_streams() {
-    let path = std::env::temp_dir().join(format!("rstscope-capture-map-{}", std::process::id()));
-    struct Rm<'a>(&'a std::path::Path);
-    impl Drop for Rm<'_> {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(self.0);
-        }
-    }
-    let _rm = Rm(&path);
+    let tmp = TempFile::new("map");
+    let path = tmp.0.clone();
     for f in [
         pcap(true, true, 1, &[(1, 2, b"first"), (3, 4, b"second")]),
         pcap(false, false, 101, &[(5, 6, b"big-endian")]),
@@ -328,14 +339,8 @@ fn mapped_files_read_like_streams() {
 /// are given back, so the resident size stays below the file's size.
 #[test]
 fn big_mapped_files_read_like_streams_and_stay_small() {
-    let path = std::env::temp_dir().join(format!("rstscope-capture-big-{}", std::process::id()));
-    struct Rm<'a>(&'a std::path::Path);
-    impl Drop for Rm<'_> {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(self.0);
-        }
-    }
-    let _rm = Rm(&path);
+    let tmp = TempFile::new("big");
+    let path = tmp.0.clone();
     for le in [true, false] {
         let w32 = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
         let mut f = pcap(le, false, 1, &[]);
