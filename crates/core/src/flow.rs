@@ -32,7 +32,7 @@
 
 use crate::time::Timestamp;
 use crate::wire::{flags as F, Addr, Segment};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
 
 const ORIG: usize = 0;
 const RESP: usize = 1;
@@ -399,6 +399,8 @@ fn seq_delta(a: u32, b: u32) -> i32 {
 pub struct Conn {
     /// Originator (index 0) and responder (index 1).
     pub ep: [Endpoint; 2],
+    /// [`flow_hash`] of its packets (where the tracker's index files it).
+    hash: u64,
     /// First packet.
     pub start: Timestamp,
     /// Zeek's `LastTime()`: the last packet before both sides closed.
@@ -430,9 +432,9 @@ const HIST_ACK: u32 = 0x20;
 const HIST_MULTI: u32 = 0x40;
 
 impl Conn {
-    fn new(ts: Timestamp, seg: &Segment, flip: bool) -> Conn {
+    fn new(ts: Timestamp, seg: &Segment, hash: u64, flip: bool) -> Conn {
         let mut c = Conn::placeholder();
-        c.start_over(ts, seg, flip);
+        c.start_over(ts, seg, hash, flip);
         c
     }
 
@@ -440,7 +442,7 @@ impl Conn {
     /// keeping the history's allocation. Field by field, in place: building
     /// a new `Conn` and moving it into its slot copied its 760 bytes several
     /// times per connection.
-    fn start_over(&mut self, ts: Timestamp, seg: &Segment, flip: bool) {
+    fn start_over(&mut self, ts: Timestamp, seg: &Segment, hash: u64, flip: bool) {
         for (e, addr, port) in [(0, seg.src, seg.sport), (1, seg.dst, seg.dport)] {
             let e = &mut self.ep[e];
             let mut blocks = std::mem::take(&mut e.blocks);
@@ -458,6 +460,7 @@ impl Conn {
         // left with the previous connection's value.
         let Conn {
             ep: _,
+            hash: h,
             start,
             last_time,
             last_pkt,
@@ -473,6 +476,7 @@ impl Conn {
             delete_at,
             attempt_at,
         } = self;
+        *h = hash;
         *start = ts;
         *last_time = ts;
         *last_pkt = ts;
@@ -592,10 +596,16 @@ impl Conn {
         }
     }
 
-    /// The tracker's key for this connection.
-    fn key(&self) -> Key {
+    /// Whether `seg` travels between this connection's two endpoints
+    /// (in either direction).
+    #[inline]
+    fn same_flow(&self, seg: &Segment) -> bool {
         let (a, b) = (&self.ep[ORIG], &self.ep[RESP]);
-        Key::new(a.addr, a.port, b.addr, b.port)
+        (seg.sport == a.port && seg.dport == b.port && seg.src == a.addr && seg.dst == b.addr)
+            || (seg.sport == b.port
+                && seg.dport == a.port
+                && seg.src == b.addr
+                && seg.dst == a.addr)
     }
 
     /// The earliest time after `now` at which [`Conn::expired`] may turn
@@ -1298,53 +1308,25 @@ impl Default for TrackerConfig {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Key {
-    a: Addr,
-    b: Addr,
-    pa: u16,
-    pb: u16,
-}
-
-/// Hashed as whole words rather than byte by byte (the derived `Hash`
-/// feeds each address to the hasher as a length-prefixed byte slice, a
-/// measurable share of the per-packet cost).
-impl std::hash::Hash for Key {
-    #[inline]
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let a = u128::from_ne_bytes(self.a.0);
-        let b = u128::from_ne_bytes(self.b.0);
-        h.write_u64(a as u64 ^ (b >> 64) as u64);
-        h.write_u64((a >> 64) as u64 ^ (b as u64).rotate_left(32));
-        h.write_u32(((self.pa as u32) << 16) | self.pb as u32);
+/// A hash of a segment's two endpoints that is the same in both
+/// directions (the two endpoints' hashes are added), so a connection is
+/// found from either side's packets without ordering the endpoints first.
+///
+/// Written by hand for the per-packet path: one multiply per endpoint, and
+/// the same value serves the index ([`Tracker`]) and a caller that shards
+/// segments across trackers by flow.
+#[inline]
+pub fn flow_hash(seg: &Segment) -> u64 {
+    #[inline(always)]
+    fn end(a: &Addr, p: u16) -> u64 {
+        let v = u128::from_le_bytes(a.0);
+        ((v as u64) ^ ((v >> 64) as u64).rotate_left(23) ^ p as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
-}
-
-impl Key {
-    #[inline]
-    fn new(src: Addr, sport: u16, dst: Addr, dport: u16) -> Key {
-        // Any fixed order of the two endpoints will do; this one compares
-        // integers instead of byte arrays.
-        if (u128::from_be_bytes(src.0), sport) <= (u128::from_be_bytes(dst.0), dport) {
-            Key {
-                a: src,
-                b: dst,
-                pa: sport,
-                pb: dport,
-            }
-        } else {
-            Key {
-                a: dst,
-                b: src,
-                pa: dport,
-                pb: sport,
-            }
-        }
-    }
-
-    fn of(seg: &Segment) -> Key {
-        Key::new(seg.src, seg.sport, seg.dst, seg.dport)
-    }
+    let h = end(&seg.src, seg.sport).wrapping_add(end(&seg.dst, seg.dport));
+    // The high bits of a product are the well-mixed ones: move some down,
+    // where the table takes its bucket from.
+    h ^ (h >> 29)
 }
 
 /// Counters of the tracker's work.
@@ -1469,7 +1451,10 @@ impl Wheel {
 /// connection whose deadline moved on is filed again, and entries of a
 /// recycled slot are told apart by the slot's generation.
 pub struct Tracker {
-    index: FxHashMap<Key, u32>,
+    /// Slab slots of the open connections, filed by [`flow_hash`]. Only
+    /// the 4-byte slot is stored (the endpoints are compared in the slab),
+    /// so the index stays small enough for the cache.
+    index: HashTable<u32>,
     slab: Vec<Conn>,
     /// Generation of each slot, bumped when its connection is retired.
     gens: Vec<u32>,
@@ -1486,7 +1471,7 @@ impl Tracker {
     /// A tracker with the given settings.
     pub fn new(cfg: TrackerConfig) -> Tracker {
         Tracker {
-            index: FxHashMap::default(),
+            index: HashTable::new(),
             slab: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
@@ -1509,6 +1494,13 @@ impl Tracker {
         self.finished.push(i);
     }
 
+    /// Takes slot `i`, filed under `hash`, out of the index.
+    fn unindex(&mut self, hash: u64, i: u32) {
+        if let Ok(e) = self.index.find_entry(hash, |&j| j == i) {
+            e.remove();
+        }
+    }
+
     fn arm(&mut self, at: i64, i: u32) {
         self.timers.insert(at, i, self.gens[i as usize]);
     }
@@ -1528,8 +1520,8 @@ impl Tracker {
             }
             let c = &self.slab[i as usize];
             if c.expired(now, idle) {
-                let key = c.key();
-                self.index.remove(&key);
+                let h = c.hash;
+                self.unindex(h, i);
                 self.retire(i);
             } else {
                 let next = c.next_deadline(now, idle);
@@ -1552,16 +1544,20 @@ impl Tracker {
     pub fn packet(&mut self, ts: Timestamp, seg: &Segment) {
         self.stats.segments += 1;
         self.expire(ts.0);
-        let key = Key::of(seg);
+        let hash = flow_hash(seg);
         let idle = self.cfg.idle_retire;
-        let mut slot = self.index.get(&key).copied();
+        let slab = &self.slab;
+        let mut slot = self
+            .index
+            .find(hash, |&j| slab[j as usize].same_flow(seg))
+            .copied();
         if let Some(i) = slot {
             let c = &self.slab[i as usize];
             let expired = c.expired(ts.0, idle);
             let reuse = !expired && c.is_reuse(seg);
             if reuse || expired {
                 self.stats.reused += reuse as u64;
-                self.index.remove(&key);
+                self.unindex(hash, i);
                 self.retire(i);
                 slot = None;
             }
@@ -1573,17 +1569,19 @@ impl Tracker {
                 self.stats.connections += 1;
                 let i = match self.free.pop() {
                     Some(i) => {
-                        self.slab[i as usize].start_over(ts, seg, flip);
+                        self.slab[i as usize].start_over(ts, seg, hash, flip);
                         i
                     }
                     None => {
-                        self.slab.push(Conn::new(ts, seg, flip));
+                        self.slab.push(Conn::new(ts, seg, hash, flip));
                         self.gens.push(0);
                         (self.slab.len() - 1) as u32
                     }
                 };
                 let first = self.slab[i as usize].next_deadline(ts.0, idle);
-                self.index.insert(key, i);
+                let slab = &self.slab;
+                self.index
+                    .insert_unique(hash, i, |&j| slab[j as usize].hash);
                 self.stats.peak_open = self.stats.peak_open.max(self.index.len());
                 self.arm(first, i);
                 i
@@ -1635,7 +1633,7 @@ impl Tracker {
         let mut rest: Vec<Conn> = self
             .index
             .drain()
-            .map(|(_, i)| std::mem::replace(&mut slab[i as usize], Conn::placeholder()))
+            .map(|i| std::mem::replace(&mut slab[i as usize], Conn::placeholder()))
             .collect();
         self.slab.clear();
         self.gens.clear();
@@ -1651,6 +1649,7 @@ impl Conn {
     fn placeholder() -> Conn {
         Conn {
             ep: [Endpoint::default(), Endpoint::default()],
+            hash: 0,
             start: Timestamp(0),
             last_time: Timestamp(0),
             last_pkt: Timestamp(0),
@@ -1767,6 +1766,25 @@ mod tests {
             assert_eq!(x.conn_state(), "REJ");
             assert_eq!(x.history, "Sr");
         }
+    }
+
+    #[test]
+    fn both_directions_share_a_hash_and_colliding_flows_stay_apart() {
+        let a = seg(1, 40000, 2, 80, F::SYN, 100, 0, 0);
+        let b = seg(2, 80, 1, 40000, F::SYN | F::ACK, 500, 101, 0);
+        assert_eq!(flow_hash(&a), flow_hash(&b));
+        // A second flow between the same hosts stays a connection of its own.
+        let mut t = Tracker::new(TrackerConfig::default());
+        for (i, s) in [a, seg(1, 40001, 2, 80, F::SYN, 7, 0, 0), b]
+            .iter()
+            .enumerate()
+        {
+            t.packet(Timestamp::from_parts(1, i as u32), s);
+        }
+        let conns = t.finish();
+        assert_eq!(conns.len(), 2);
+        assert_eq!(conns[0].history, "Sh");
+        assert_eq!(conns[1].history, "S");
     }
 
     #[test]
