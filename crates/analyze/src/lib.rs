@@ -425,12 +425,33 @@ impl Filter {
 struct Lines<'a> {
     filter: &'a Filter,
     zeek: bool,
+    /// Written buffers, handed back to the trackers. Without it every group
+    /// grew a fresh buffer (copies as it doubled), and the calling thread
+    /// freed memory the trackers' arenas had allocated (2,000 more page
+    /// faults on the benchmark capture, of 25,500).
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// Written buffers kept for reuse, at most (the groups in flight are fewer).
+const SPARE_BUFFERS: usize = 32;
+
+impl Lines<'_> {
+    /// Returns a written buffer for reuse.
+    fn give_back(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut spare) = self.spare.lock() {
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(buf);
+            }
+        }
+    }
 }
 
 impl Collect for Lines<'_> {
     type Group = (u64, Vec<u8>);
     fn group(&self) -> (u64, Vec<u8>) {
-        (0, Vec::new())
+        let buf = self.spare.lock().ok().and_then(|mut s| s.pop());
+        (0, buf.unwrap_or_default())
     }
     fn add(&self, group: &mut (u64, Vec<u8>), c: ConnSummary) {
         group.0 += (c.resets > 0) as u64;
@@ -549,6 +570,7 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
             let lines = Lines {
                 filter: &filter,
                 zeek: args.format == Format::Zeek,
+                spare: Default::default(),
             };
             stream_with(
                 reader,
@@ -556,7 +578,9 @@ fn run_inner(args: &Args) -> anyhow::Result<ExitCode> {
                 &lines,
                 |(resets, bytes)| {
                     reset_conns += resets;
-                    out.borrow_mut().write_all(&bytes)
+                    let written = out.borrow_mut().write_all(&bytes);
+                    lines.give_back(bytes);
+                    written
                 },
                 progress,
             )
