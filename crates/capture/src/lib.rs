@@ -255,6 +255,12 @@ const PREFETCH_DISTANCE: usize = 2048;
 /// apart, a stride the hardware prefetcher does not follow across page
 /// boundaries, so without this every packet's header is a trip to DRAM
 /// (`read(2)` hid that by copying the whole file through the cache).
+///
+/// Non-temporal: the file is read once, and lines fetched this way are
+/// not kept in the outer caches when the first-level cache drops them, so
+/// 1.8 GB streaming past does not push the trackers' connections out of the
+/// shared cache (benchmark capture, 9 interleaved runs under `perf stat`:
+/// 5% fewer tracker cycles, 1.5% fewer cycles in all).
 #[inline]
 fn prefetch_ahead(m: &[u8], from: usize, pos: usize) -> usize {
     let to = (pos + PREFETCH_DISTANCE).min(m.len());
@@ -264,7 +270,7 @@ fn prefetch_ahead(m: &[u8], from: usize, pos: usize) -> usize {
         // SAFETY: `at < m.len()`, so the address lies inside the mapping;
         // a prefetch only hints the cache and never faults.
         unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_NTA }>(
                 m.as_ptr().add(at) as *const i8,
             );
         }
