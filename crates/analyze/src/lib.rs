@@ -287,13 +287,16 @@ fn read_segments(
                 stats.packets += 1;
                 first.get_or_insert(p.ts);
                 last = Some(p.ts);
-                match wire::decode(p.linktype, p.data) {
+                // Matched by reference: moving the segment out of the
+                // result copied it in wider pieces than the decoder had
+                // stored it in, which stalls (no store forwarding).
+                match &wire::decode(p.linktype, p.data) {
                     Ok(seg) => {
-                        if !on(Input::Segment(p.ts, &seg))? {
+                        if !on(Input::Segment(p.ts, seg))? {
                             break;
                         }
                     }
-                    Err(s) => stats.skip(s),
+                    Err(s) => stats.skip(*s),
                 }
             }
             Ok(None) => break,

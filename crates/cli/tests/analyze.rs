@@ -583,3 +583,59 @@ fn a_live_pipe_is_followed() {
         );
     }
 }
+
+/// Captures merged from machines whose clocks disagree jump back and forth
+/// in time. Whatever the number of tracking threads (each sees only its
+/// share of the connections), the connections and verdicts are the same
+/// as with one.
+#[test]
+fn time_jumps_give_the_same_result_on_any_number_of_threads() {
+    let d = tmp();
+    let mut c = Pcap::new();
+    let t = 1_700_000_000.0;
+    let later = t + 2_000_000.0; // 23 days on, the other machine's clock
+    c.conn(50000, &[pkt(t, true, A, 1, 1, 0)]);
+    c.conn(50001, &[pkt(later, true, A, 1, 1, 0)]);
+    // Connections first seen after the jump, back at the earlier time; then
+    // other connections at the later time (on trackers that had not seen
+    // it yet); then each earlier connection's second packet.
+    for port in 50100..50120 {
+        c.conn(port, &[pkt(t + 0.5, true, A, 1, 1, 0)]);
+    }
+    for port in 50200..50220 {
+        c.conn(port, &[pkt(later, true, A, 1, 1, 0)]);
+    }
+    for port in 50100..50120 {
+        c.conn(port, &[pkt(t + 0.5, true, A, 1, 1, 0)]);
+    }
+    let f = c.write(&d, "jumps.pcap");
+    let sorted = |threads: &str| {
+        let out = rstscope(
+            &[
+                "analyze",
+                "--format",
+                "json",
+                "--all",
+                "--threads",
+                threads,
+                f.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        lines.sort();
+        (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let one = sorted("1");
+    for threads in ["2", "3", "4", "8"] {
+        assert_eq!(
+            sorted(threads),
+            one,
+            "--threads {threads} against --threads 1"
+        );
+    }
+}
