@@ -29,15 +29,17 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 /// against 0.404 s for 4,096 (medians of 9 interleaved runs); on a quiet
 /// machine the two were alike. A paused live input is handed on at once
 /// whatever the size (see `Input::Idle`). Per tracker at most 4 batches
-/// of 1.6 MB are in use (two queued, one being tracked, one being filled),
+/// of 0.8 MB are in use (two queued, one being tracked, one being filled),
 /// and as many may wait as spares: each is allocated (and its pages faulted
 /// in) once, then reused.
 const BATCH: usize = 16384;
 /// Most RST payload bytes carried to the tracker (the evidence text limit is lower).
 const RST_PAYLOAD: usize = 512;
 
-/// A segment as it crosses to a tracker: [`Segment`]'s fields, copied one
-/// by one, plus where an RST's payload lies in the batch's arena.
+/// A segment as it crosses to a tracker, in 48 bytes: batches are written
+/// by the reading thread and read by a tracker through main memory, so
+/// their size is memory traffic (a `Segment` plus its time took 88 bytes).
+/// IPv6 addresses and an RST's payload go to the batch's arena.
 ///
 /// Laid out by hand (`repr(C)`) so that fields stored next to each other by
 /// the decoder are not next to each other here: copying a just-decoded
@@ -49,14 +51,12 @@ const RST_PAYLOAD: usize = 512;
 /// field, and 5% fewer cycles in all).
 #[repr(C)]
 struct Item {
-    ts: Timestamp,
-    /// The latest capture time of any packet so far (`ts`, unless time
-    /// went backwards): the tracker's clock. Each tracker sees only its
-    /// shard's packets; moving its clock by the whole capture's keeps what
-    /// it reports the same as with one tracker when timestamps jump about.
-    clock: Timestamp,
-    src: Addr,
-    dst: Addr,
+    /// Capture time (ns); for a [`CLOCK`] item, the time to move the
+    /// tracker's clock to.
+    ts: i64,
+    /// IPv4: source and destination address (low and high half); IPv6:
+    /// where the two addresses lie in the arena.
+    addrs: u64,
     seq: u32,
     sport: u16,
     dport: u16,
@@ -65,49 +65,123 @@ struct Item {
     flags: u8,
     ttl: u8,
     payload_len: u32,
-    ip_id: Option<u16>,
-    caplen: u32,
-    wscale: Option<u8>,
-    pay: (u32, u32),
+    ip_id: u16,
+    /// RST payload bytes in the arena, after the addresses if IPv6.
+    pay_len: u16,
+    /// Where this item's data in the arena starts.
+    at: u32,
+    wscale: u8,
+    /// [`V6`], [`HAS_IP_ID`], [`HAS_WSCALE`], [`CUT`], [`CLOCK`].
+    bits: u8,
 }
 
+/// The addresses are IPv6, in the arena.
+const V6: u8 = 1;
+/// `ip_id` is set (IPv4).
+const HAS_IP_ID: u8 = 2;
+/// `wscale` is set.
+const HAS_WSCALE: u8 = 4;
+/// The snap length cut the payload (`caplen < payload_len`), which is all
+/// the tracker asks of `caplen`.
+const CUT: u8 = 8;
+/// Not a segment: the whole capture's clock moved on to `ts` while this
+/// tracker's packets were earlier (time went backwards). Each tracker sees
+/// only its shard's packets; moving its clock with the whole capture's
+/// keeps what it reports the same as with one tracker.
+const CLOCK: u8 = 16;
+
 impl Item {
+    /// Appends `s`, captured at `ts`, to `b`.
     #[inline(always)]
-    fn new(ts: Timestamp, clock: Timestamp, s: &Segment, pay: (u32, u32)) -> Item {
+    fn push(b: &mut Batch, ts: Timestamp, s: &Segment) {
         /// Reads one field exactly as wide as it is: the compiler would
         /// otherwise merge neighbouring fields into one wider load (see
         /// [`Item`]). The addresses are stored whole by the decoder (see
-        /// `Addr::v4`) and copied plainly.
+        /// `Addr::v4`).
         #[inline(always)]
         fn get<T: Copy>(v: &T) -> T {
             // SAFETY: `v` is a valid, aligned reference to a `Copy` value.
             unsafe { std::ptr::read_volatile(v) }
         }
-        Item {
-            ts,
-            clock,
-            src: s.src,
-            dst: s.dst,
+        let at = b.arena.len() as u32;
+        let (src, dst) = (s.src, s.dst);
+        let mut bits = 0;
+        let addrs = if src.is_v4() && dst.is_v4() {
+            let w = |a: Addr| u32::from_le_bytes([a.0[12], a.0[13], a.0[14], a.0[15]]) as u64;
+            w(src) | (w(dst) << 32)
+        } else {
+            bits |= V6;
+            b.arena.extend_from_slice(&src.0);
+            b.arena.extend_from_slice(&dst.0);
+            0
+        };
+        let flags = get(&s.flags);
+        let mut pay_len = 0;
+        if flags & flags::RST != 0 && !s.payload.is_empty() {
+            let take = s.payload.len().min(RST_PAYLOAD);
+            b.arena.extend_from_slice(&s.payload[..take]);
+            pay_len = take as u16;
+        }
+        let ip_id = get(&s.ip_id);
+        let wscale = get(&s.wscale);
+        let payload_len = get(&s.payload_len);
+        bits |= if ip_id.is_some() { HAS_IP_ID } else { 0 }
+            | if wscale.is_some() { HAS_WSCALE } else { 0 }
+            | if get(&s.caplen) < payload_len { CUT } else { 0 };
+        b.items.push(Item {
+            ts: ts.0,
+            addrs,
             seq: get(&s.seq),
-            ack: get(&s.ack),
-            payload_len: get(&s.payload_len),
-            caplen: get(&s.caplen),
             sport: get(&s.sport),
             dport: get(&s.dport),
+            ack: get(&s.ack),
             window: get(&s.window),
-            ip_id: get(&s.ip_id),
-            flags: get(&s.flags),
+            flags,
             ttl: get(&s.ttl),
-            wscale: get(&s.wscale),
-            pay,
-        }
+            payload_len,
+            ip_id: ip_id.unwrap_or(0),
+            pay_len,
+            at,
+            wscale: wscale.unwrap_or(0),
+            bits,
+        });
     }
 
+    /// Appends a [`CLOCK`] item to `b`.
+    fn push_clock(b: &mut Batch, clock: Timestamp) {
+        b.items.push(Item {
+            ts: clock.0,
+            addrs: 0,
+            seq: 0,
+            sport: 0,
+            dport: 0,
+            ack: 0,
+            window: 0,
+            flags: 0,
+            ttl: 0,
+            payload_len: 0,
+            ip_id: 0,
+            pay_len: 0,
+            at: 0,
+            wscale: 0,
+            bits: CLOCK,
+        });
+    }
+
+    /// The segment again, borrowing from `arena`.
     #[inline(always)]
-    fn segment<'a>(&self, payload: &'a [u8]) -> Segment<'a> {
+    fn segment<'a>(&self, arena: &'a [u8]) -> Segment<'a> {
+        let at = self.at as usize;
+        let (src, dst, pay_at) = if self.bits & V6 == 0 {
+            let a = |w: u64| Addr::v4((w as u32).to_le_bytes());
+            (a(self.addrs), a(self.addrs >> 32), at)
+        } else {
+            let a = |k: usize| Addr(arena[k..k + 16].try_into().unwrap_or([0; 16]));
+            (a(at), a(at + 16), at + 32)
+        };
         Segment {
-            src: self.src,
-            dst: self.dst,
+            src,
+            dst,
             sport: self.sport,
             dport: self.dport,
             seq: self.seq,
@@ -115,11 +189,15 @@ impl Item {
             flags: self.flags,
             window: self.window,
             payload_len: self.payload_len,
-            payload,
-            caplen: self.caplen,
+            payload: &arena[pay_at..pay_at + self.pay_len as usize],
+            caplen: if self.bits & CUT != 0 {
+                0
+            } else {
+                self.payload_len
+            },
             ttl: self.ttl,
-            ip_id: self.ip_id,
-            wscale: self.wscale,
+            ip_id: (self.bits & HAS_IP_ID != 0).then_some(self.ip_id),
+            wscale: (self.bits & HAS_WSCALE != 0).then_some(self.wscale),
         }
     }
 }
@@ -209,15 +287,11 @@ pub(crate) fn stream_parallel<C: Collect>(
                 let mut tracker = tracker_for(opts);
                 for mut batch in rx {
                     for it in &batch.items {
-                        let payload = if it.pay.1 == 0 {
-                            &[][..]
+                        if it.bits & CLOCK != 0 {
+                            tracker.advance(Timestamp(it.ts));
                         } else {
-                            &batch.arena[it.pay.0 as usize..(it.pay.0 + it.pay.1) as usize]
-                        };
-                        if it.clock > it.ts {
-                            tracker.advance(it.clock);
+                            tracker.packet(Timestamp(it.ts), &it.segment(&batch.arena));
                         }
-                        tracker.packet(it.ts, &it.segment(payload));
                     }
                     if let Some(t) = batch.tick.take() {
                         tracker.advance(t);
@@ -251,8 +325,10 @@ pub(crate) fn stream_parallel<C: Collect>(
         let read = named.spawn_scoped(scope, move || -> (Stats, Option<String>) {
             let mut stats = Stats::default();
             let mut batches: Vec<Batch> = (0..n).map(|_| Batch::with_capacity()).collect();
-            // The latest capture time so far (see `Item::clock`).
+            // The latest capture time so far (see `CLOCK`).
             let mut now: Option<Timestamp> = None;
+            // The latest time each tracker has been given.
+            let mut told = vec![Timestamp(i64::MIN); n];
             let error = crate::read_segments(&mut reader, &mut stats, |input| {
                 let (ts, seg) = match input {
                     crate::Input::Segment(ts, seg) => (ts, seg),
@@ -279,19 +355,21 @@ pub(crate) fn stream_parallel<C: Collect>(
                         return Ok(true);
                     }
                 };
-                let clock = now.map_or(ts, |c| c.max(ts));
-                now = Some(clock);
                 let k = if n == 1 { 0 } else { shard(flow_hash(seg), n) };
                 let b = &mut batches[k];
-                let pay = if seg.flags & flags::RST != 0 && !seg.payload.is_empty() {
-                    let take = seg.payload.len().min(RST_PAYLOAD);
-                    let off = b.arena.len() as u32;
-                    b.arena.extend_from_slice(&seg.payload[..take]);
-                    (off, take as u32)
-                } else {
-                    (0, 0)
-                };
-                b.items.push(Item::new(ts, clock, seg, pay));
+                match now {
+                    Some(clock) if clock > ts => {
+                        if told[k] < clock {
+                            Item::push_clock(b, clock);
+                            told[k] = clock;
+                        }
+                    }
+                    _ => {
+                        now = Some(ts);
+                        told[k] = ts;
+                    }
+                }
+                Item::push(b, ts, seg);
                 if b.items.len() >= BATCH {
                     let fresh = spare_rx
                         .try_recv()

@@ -101,7 +101,9 @@ impl Addr {
     /// Whether this is an IPv4 address.
     #[inline]
     pub fn is_v4(&self) -> bool {
-        self.0[..10] == [0u8; 10] && self.0[10] == 0xff && self.0[11] == 0xff
+        // One comparison of the first 12 bytes as a number.
+        let v = u128::from_le_bytes(self.0);
+        v & ((1u128 << 96) - 1) == 0xffff_u128 << 80
     }
     /// As a standard library address.
     pub fn to_ip(self) -> IpAddr {
@@ -688,6 +690,25 @@ mod tests {
         assert_eq!(s.ip_id, Some(0x1234));
         assert_eq!(s.wscale, Some(7));
         assert_eq!(s.payload_len, 0);
+    }
+
+    #[test]
+    fn addresses_know_their_family() {
+        let v4 = Addr::v4([192, 0, 2, 7]);
+        assert!(v4.is_v4());
+        assert_eq!(v4, Addr::from("192.0.2.7".parse::<IpAddr>().unwrap()));
+        assert_eq!(v4.to_ip().to_string(), "192.0.2.7");
+        for v6 in [
+            "2001:db8::1",
+            "::1",
+            "::",
+            "::fffe:c000:207",
+            "1::ffff:c000:207",
+        ] {
+            let a = Addr::from(v6.parse::<IpAddr>().unwrap());
+            assert!(!a.is_v4(), "{v6}");
+            assert_eq!(a.to_ip().to_string(), v6);
+        }
     }
 
     #[test]
