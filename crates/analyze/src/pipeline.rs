@@ -176,7 +176,10 @@ impl Item {
             let a = |w: u64| Addr::v4((w as u32).to_le_bytes());
             (a(self.addrs), a(self.addrs >> 32), at)
         } else {
-            let a = |k: usize| Addr(arena[k..k + 16].try_into().unwrap_or([0; 16]));
+            let a = |k: usize| {
+                let b = arena.get(k..k + 16).and_then(|b| b.try_into().ok());
+                Addr(b.unwrap_or([0; 16]))
+            };
             (a(at), a(at + 16), at + 32)
         };
         Segment {
@@ -189,7 +192,9 @@ impl Item {
             flags: self.flags,
             window: self.window,
             payload_len: self.payload_len,
-            payload: &arena[pay_at..pay_at + self.pay_len as usize],
+            payload: arena
+                .get(pay_at..pay_at + self.pay_len as usize)
+                .unwrap_or(&[]),
             caplen: if self.bits & CUT != 0 {
                 0
             } else {
