@@ -83,7 +83,8 @@ pub struct Args {
     pub limit: usize,
     /// Connection-tracking threads; 0 picks one per core plus one (at most
     /// 4; the reading thread comes on top), 1 keeps everything on one
-    /// thread (output in a fixed order).
+    /// thread (output in a fixed order). Connections and verdicts are the
+    /// same whatever the number; only the order of output lines varies.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// No progress bar and no statistics line on stderr.
