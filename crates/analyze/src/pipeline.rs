@@ -54,8 +54,8 @@ struct Item {
     /// Capture time (ns); for a [`CLOCK`] item, the time to move the
     /// tracker's clock to.
     ts: i64,
-    /// IPv4: source and destination address (low and high half); IPv6:
-    /// where the two addresses lie in the arena.
+    /// IPv4: source and destination address (low and high half). IPv6:
+    /// unused, the two addresses lie in the arena at `at`.
     addrs: u64,
     seq: u32,
     sport: u16,
@@ -115,9 +115,9 @@ impl Item {
             b.arena.extend_from_slice(&dst.0);
             0
         };
-        let flags = get(&s.flags);
+        let fl = get(&s.flags);
         let mut pay_len = 0;
-        if flags & flags::RST != 0 && !s.payload.is_empty() {
+        if fl & flags::RST != 0 && !s.payload.is_empty() {
             let take = s.payload.len().min(RST_PAYLOAD);
             b.arena.extend_from_slice(&s.payload[..take]);
             pay_len = take as u16;
@@ -136,7 +136,7 @@ impl Item {
             dport: get(&s.dport),
             ack: get(&s.ack),
             window: get(&s.window),
-            flags,
+            flags: fl,
             ttl: get(&s.ttl),
             payload_len,
             ip_id: ip_id.unwrap_or(0),
