@@ -47,8 +47,8 @@ const RST_PAYLOAD: usize = 512;
 /// pieces than it was stored in, which the CPU cannot forward from its
 /// store buffer. On the benchmark capture that was 6 stalled loads per
 /// packet on the reading thread (32.6 M in all, counted with AMD's event
-/// `r0224`; 9.8 M once the decoder is inlined and the copy goes field by
-/// field, and 5% fewer cycles in all).
+/// `r0224`; 8–10 M once the decoded segment is matched by reference and
+/// copied field by field, and 5% fewer cycles in all).
 #[repr(C)]
 struct Item {
     /// Capture time (ns); for a [`CLOCK`] item, the time to move the
@@ -96,8 +96,7 @@ impl Item {
     fn push(b: &mut Batch, ts: Timestamp, s: &Segment) {
         /// Reads one field exactly as wide as it is: the compiler would
         /// otherwise merge neighbouring fields into one wider load (see
-        /// [`Item`]). The addresses are stored whole by the decoder (see
-        /// `Addr::v4`).
+        /// [`Item`]).
         #[inline(always)]
         fn get<T: Copy>(v: &T) -> T {
             // SAFETY: `v` is a valid, aligned reference to a `Copy` value.

@@ -73,30 +73,10 @@ impl Addr {
     /// From IPv4 bytes.
     #[inline]
     pub fn v4(b: [u8; 4]) -> Addr {
-        // Built in one vector register and stored whole: narrower stores
-        // (bytes, or the two halves of a `u128`) followed by a 16-byte load
-        // of the address stall the load (no store forwarding), and copying
-        // a decoded segment on loads it just so.
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE2 is part of every x86_64 target; only registers and
-        // the local result are touched.
-        unsafe {
-            use std::arch::x86_64::*;
-            let v = _mm_set_epi32(
-                i32::from_le_bytes(b),
-                i32::from_le_bytes([0, 0, 0xff, 0xff]),
-                0,
-                0,
-            );
-            let mut out = [0u8; 16];
-            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, v);
-            Addr(out)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let v = (0xffff_u128 << 80) | ((u32::from_le_bytes(b) as u128) << 96);
-            Addr(v.to_le_bytes())
-        }
+        // Built in a register and stored whole: byte stores followed by a
+        // 16-byte load of the address stall the load (no store forwarding).
+        let v = (0xffff_u128 << 80) | ((u32::from_le_bytes(b) as u128) << 96);
+        Addr(v.to_le_bytes())
     }
     /// Whether this is an IPv4 address.
     #[inline]
@@ -187,9 +167,8 @@ pub enum Skip {
 #[inline]
 pub fn decode(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     // Ethernet, by far the most common, is decoded inline in the caller's
-    // loop: returned from a call, the segment went through memory in
-    // pieces, and the caller's copy of it stalled (no store forwarding).
-    // See `Item` in the analyze crate's pipeline.
+    // loop (benchmark capture, 11 interleaved runs: 1.2% fewer
+    // instructions, 4% fewer cycles than through a call).
     if linktype == linktype::ETHERNET {
         return ethernet_at(frame, 0);
     }
