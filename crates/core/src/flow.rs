@@ -399,8 +399,6 @@ fn seq_delta(a: u32, b: u32) -> i32 {
 pub struct Conn {
     /// Originator (index 0) and responder (index 1).
     pub ep: [Endpoint; 2],
-    /// [`flow_hash`] of its packets (where the tracker's index files it).
-    hash: u64,
     /// First packet.
     pub start: Timestamp,
     /// Zeek's `LastTime()`: the last packet before both sides closed.
@@ -432,9 +430,9 @@ const HIST_ACK: u32 = 0x20;
 const HIST_MULTI: u32 = 0x40;
 
 impl Conn {
-    fn new(ts: Timestamp, seg: &Segment, hash: u64, flip: bool) -> Conn {
+    fn new(ts: Timestamp, seg: &Segment, flip: bool) -> Conn {
         let mut c = Conn::placeholder();
-        c.start_over(ts, seg, hash, flip);
+        c.start_over(ts, seg, flip);
         c
     }
 
@@ -442,7 +440,7 @@ impl Conn {
     /// keeping the history's allocation. Field by field, in place: building
     /// a new `Conn` and moving it into its slot copied its 760 bytes several
     /// times per connection.
-    fn start_over(&mut self, ts: Timestamp, seg: &Segment, hash: u64, flip: bool) {
+    fn start_over(&mut self, ts: Timestamp, seg: &Segment, flip: bool) {
         for (e, addr, port) in [(0, seg.src, seg.sport), (1, seg.dst, seg.dport)] {
             let e = &mut self.ep[e];
             let mut blocks = std::mem::take(&mut e.blocks);
@@ -460,7 +458,6 @@ impl Conn {
         // left with the previous connection's value.
         let Conn {
             ep: _,
-            hash: h,
             start,
             last_time,
             last_pkt,
@@ -476,7 +473,6 @@ impl Conn {
             delete_at,
             attempt_at,
         } = self;
-        *h = hash;
         *start = ts;
         *last_time = ts;
         *last_pkt = ts;
@@ -594,6 +590,12 @@ impl Conn {
                 p.side ^= 1;
             }
         }
+    }
+
+    /// [`flow_hash`] of its packets: where the tracker's index files it.
+    fn flow_hash(&self) -> u64 {
+        let (a, b) = (&self.ep[ORIG], &self.ep[RESP]);
+        pair_hash(end_hash(&a.addr, a.port), end_hash(&b.addr, b.port))
     }
 
     /// Whether `seg` travels between this connection's two endpoints
@@ -1323,13 +1325,20 @@ fn tag(hash: u64) -> u32 {
 /// segments across trackers by flow.
 #[inline]
 pub fn flow_hash(seg: &Segment) -> u64 {
-    #[inline(always)]
-    fn end(a: &Addr, p: u16) -> u64 {
-        let v = u128::from_le_bytes(a.0);
-        ((v as u64) ^ ((v >> 64) as u64).rotate_left(23) ^ p as u64)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-    let h = end(&seg.src, seg.sport).wrapping_add(end(&seg.dst, seg.dport));
+    pair_hash(end_hash(&seg.src, seg.sport), end_hash(&seg.dst, seg.dport))
+}
+
+/// One endpoint's share of a [`flow_hash`].
+#[inline(always)]
+fn end_hash(a: &Addr, p: u16) -> u64 {
+    let v = u128::from_le_bytes(a.0);
+    ((v as u64) ^ ((v >> 64) as u64).rotate_left(23) ^ p as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Combines the two endpoints' shares, in either order.
+#[inline(always)]
+fn pair_hash(x: u64, y: u64) -> u64 {
+    let h = x.wrapping_add(y);
     // The high bits of a product are the well-mixed ones: move some down,
     // where the table takes its bucket from.
     h ^ (h >> 29)
@@ -1546,7 +1555,7 @@ impl Tracker {
             }
             let c = &self.slab[i as usize];
             if c.expired(now, idle) {
-                let h = c.hash;
+                let h = c.flow_hash();
                 self.unindex(h, i);
                 self.retire(i);
             } else {
@@ -1597,11 +1606,11 @@ impl Tracker {
                 self.stats.connections += 1;
                 let i = match self.free.pop() {
                     Some(i) => {
-                        self.slab[i as usize].start_over(ts, seg, hash, flip);
+                        self.slab[i as usize].start_over(ts, seg, flip);
                         i
                     }
                     None => {
-                        self.slab.push(Conn::new(ts, seg, hash, flip));
+                        self.slab.push(Conn::new(ts, seg, flip));
                         self.gens.push(0);
                         (self.slab.len() - 1) as u32
                     }
@@ -1609,7 +1618,7 @@ impl Tracker {
                 let first = self.slab[i as usize].next_deadline(ts.0, idle);
                 let slab = &self.slab;
                 self.index
-                    .insert_unique(hash, (i, tag(hash)), |&(j, _)| slab[j as usize].hash);
+                    .insert_unique(hash, (i, tag(hash)), |&(j, _)| slab[j as usize].flow_hash());
                 self.stats.peak_open = self.stats.peak_open.max(self.index.len());
                 self.arm(first, i);
                 i
@@ -1677,7 +1686,6 @@ impl Conn {
     fn placeholder() -> Conn {
         Conn {
             ep: [Endpoint::default(), Endpoint::default()],
-            hash: 0,
             start: Timestamp(0),
             last_time: Timestamp(0),
             last_pkt: Timestamp(0),
@@ -1801,18 +1809,39 @@ mod tests {
         let a = seg(1, 40000, 2, 80, F::SYN, 100, 0, 0);
         let b = seg(2, 80, 1, 40000, F::SYN | F::ACK, 500, 101, 0);
         assert_eq!(flow_hash(&a), flow_hash(&b));
-        // A second flow between the same hosts stays a connection of its own.
+        // Two different flows with the same hash (and so the same tag in
+        // the index): on 1.0.0.5 the address leaves the port's bits of the
+        // hash alone, so the ports' sums decide, and 1000 + 2000 = 1500 +
+        // 1500.
+        let on = |sport, dport, fl, s| Segment {
+            src: Addr::v4([1, 0, 0, 5]),
+            dst: Addr::v4([1, 0, 0, 5]),
+            sport,
+            dport,
+            ..seg(0, 0, 0, 0, fl, s, 0, 0)
+        };
+        let (x, y) = (on(1000, 2000, F::SYN, 7), on(1500, 1500, F::SYN, 9));
+        assert_eq!(
+            flow_hash(&x),
+            flow_hash(&y),
+            "not a collision: test is void"
+        );
         let mut t = Tracker::new(TrackerConfig::default());
-        for (i, s) in [a, seg(1, 40001, 2, 80, F::SYN, 7, 0, 0), b]
-            .iter()
-            .enumerate()
-        {
+        let x_back = on(2000, 1000, F::SYN | F::ACK, 50);
+        for (i, s) in [x, y, x_back].iter().enumerate() {
             t.packet(Timestamp::from_parts(1, i as u32), s);
         }
-        let conns = t.finish();
+        let mut conns = t.finish();
+        conns.sort_by_key(|c| c.ep[0].port);
         assert_eq!(conns.len(), 2);
-        assert_eq!(conns[0].history, "Sh");
-        assert_eq!(conns[1].history, "S");
+        assert_eq!(
+            (conns[0].ep[0].port, conns[0].history.as_str()),
+            (1000, "Sh")
+        );
+        assert_eq!(
+            (conns[1].ep[0].port, conns[1].history.as_str()),
+            (1500, "S")
+        );
     }
 
     #[test]
