@@ -9,9 +9,11 @@
 //! (Mapped files add the capture reader's `rstscope-pager` thread.) The
 //! trackers run at a lower priority than the reader, see [`yield_to_reader`].
 //!
-//! Segments cross threads in batches, copied out of the reader's buffer;
-//! only RST payloads (evidence text) are carried along, in a per-batch
-//! arena, since nothing else of the payload is used.
+//! Segments cross threads in batches of compact records ([`Item`]), copied
+//! out of the reader's buffer; of the payload only an RST's (evidence
+//! text) is carried along, in a per-batch arena with IPv6 addresses.
+//! Each tracker is told the whole capture's clock when it is ahead of its
+//! own packets' (see [`CLOCK`]), so it reports what one tracker would.
 
 use crate::{summary, tracker_for, Collect, Options, Stats};
 use rstscope_capture::CaptureReader;
@@ -50,6 +52,7 @@ const RST_PAYLOAD: usize = 512;
 /// `r0224`; 8–10 M once the decoded segment is matched by reference and
 /// copied field by field, and 5% fewer cycles in all).
 #[repr(C)]
+#[derive(Default)]
 struct Item {
     /// Capture time (ns); for a [`CLOCK`] item, the time to move the
     /// tracker's clock to.
@@ -84,10 +87,11 @@ const HAS_WSCALE: u8 = 4;
 /// The snap length cut the payload (`caplen < payload_len`), which is all
 /// the tracker asks of `caplen`.
 const CUT: u8 = 8;
-/// Not a segment: the whole capture's clock moved on to `ts` while this
-/// tracker's packets were earlier (time went backwards). Each tracker sees
-/// only its shard's packets; moving its clock with the whole capture's
-/// keeps what it reports the same as with one tracker.
+/// Not a segment: the whole capture's clock has reached `ts`, ahead of
+/// this tracker's packets (time went backwards, or a live input paused).
+/// Each tracker sees only its shard's packets; moving its clock with the
+/// whole capture's keeps what it reports, and when, the same as with one
+/// tracker.
 const CLOCK: u8 = 16;
 
 impl Item {
@@ -150,20 +154,8 @@ impl Item {
     fn push_clock(b: &mut Batch, clock: Timestamp) {
         b.items.push(Item {
             ts: clock.0,
-            addrs: 0,
-            seq: 0,
-            sport: 0,
-            dport: 0,
-            ack: 0,
-            window: 0,
-            flags: 0,
-            ttl: 0,
-            payload_len: 0,
-            ip_id: 0,
-            pay_len: 0,
-            at: 0,
-            wscale: 0,
             bits: CLOCK,
+            ..Default::default()
         });
     }
 
@@ -210,10 +202,6 @@ impl Item {
 struct Batch {
     items: Vec<Item>,
     arena: Vec<u8>,
-    /// Capture time the whole capture has reached (sent when the input
-    /// pauses, so every tracker's clock moves on, not only the one whose
-    /// flows are active).
-    tick: Option<Timestamp>,
 }
 
 impl Batch {
@@ -221,7 +209,6 @@ impl Batch {
         Batch {
             items: Vec::with_capacity(BATCH),
             arena: Vec::new(),
-            tick: None,
         }
     }
 }
@@ -297,9 +284,6 @@ pub(crate) fn stream_parallel<C: Collect>(
                             tracker.packet(Timestamp(it.ts), &it.segment(&batch.arena));
                         }
                     }
-                    if let Some(t) = batch.tick.take() {
-                        tracker.advance(t);
-                    }
                     let mut done = collect.group();
                     tracker.drain_finished(|c| {
                         if opts.wants(c) {
@@ -343,16 +327,18 @@ pub(crate) fn stream_parallel<C: Collect>(
                     crate::Input::Idle(bytes) => {
                         // A live pipe paused: hand on what is batched now
                         // rather than when a batch fills up, with the time
-                        // reached, to every tracker.
+                        // reached, to every tracker (so each retires what
+                        // it should by then, not only the one whose flows
+                        // are active).
                         consumed_ref.store(bytes, Ordering::Relaxed);
-                        if now.is_none() {
+                        let Some(clock) = now else {
                             return Ok(true);
-                        }
+                        };
                         for (k, b) in batches.iter_mut().enumerate() {
+                            Item::push_clock(b, clock);
+                            told[k] = clock;
                             let fresh = spare_rx.try_recv().unwrap_or_default();
-                            let mut full = std::mem::replace(b, fresh);
-                            full.tick = now;
-                            if txs[k].send(full).is_err() {
+                            if txs[k].send(std::mem::replace(b, fresh)).is_err() {
                                 return Ok(false);
                             }
                         }
