@@ -108,9 +108,14 @@ pub struct Options {
 }
 
 impl Options {
-    /// Whether a finished connection is handed to the sink.
-    fn wants(&self, c: &rstscope_core::flow::Conn) -> bool {
-        c.resets > 0 || !self.resets_only
+    /// The summary of a finished connection, if it is handed to the sink.
+    fn summary(&self, c: &rstscope_core::flow::Conn) -> Option<ConnSummary> {
+        (c.resets > 0 || !self.resets_only).then(|| {
+            let copts = classify::Options {
+                idle_threshold: self.idle_threshold,
+            };
+            summary::summarize(c, &copts)
+        })
     }
 }
 
@@ -325,9 +330,6 @@ fn stream_serial<C: Collect>(
     mut sink: impl FnMut(C::Group) -> io::Result<()>,
     mut progress: impl FnMut(u64),
 ) -> io::Result<(Stats, Option<String>)> {
-    let copts = classify::Options {
-        idle_threshold: opts.idle_threshold,
-    };
     let mut tracker = tracker_for(opts);
     let mut stats = Stats::default();
     let error = read_segments(&mut reader, &mut stats, |input| match input {
@@ -335,9 +337,8 @@ fn stream_serial<C: Collect>(
             tracker.packet(ts, seg);
             let mut group = None;
             tracker.drain_finished(|c| {
-                if opts.wants(c) {
-                    let g = group.get_or_insert_with(|| collect.group());
-                    collect.add(g, summary::summarize(c, &copts));
+                if let Some(s) = opts.summary(c) {
+                    collect.add(group.get_or_insert_with(|| collect.group()), s);
                 }
             });
             group.map_or(Ok(()), &mut sink).map(|_| true)
@@ -348,8 +349,8 @@ fn stream_serial<C: Collect>(
         }
     })?;
     let mut rest = collect.group();
-    for c in tracker.finish().iter().filter(|c| opts.wants(c)) {
-        collect.add(&mut rest, summary::summarize(c, &copts));
+    for s in tracker.finish().iter().filter_map(|c| opts.summary(c)) {
+        collect.add(&mut rest, s);
     }
     if !collect.is_empty(&rest) {
         sink(rest)?;

@@ -15,9 +15,8 @@
 //! Each tracker is told the whole capture's clock when it is ahead of its
 //! own packets' (see [`CLOCK`]), so it reports what one tracker would.
 
-use crate::{summary, tracker_for, Collect, Options, Stats};
+use crate::{tracker_for, Collect, Options, Stats};
 use rstscope_capture::CaptureReader;
-use rstscope_core::classify;
 use rstscope_core::flow::{flow_hash, TrackerStats};
 use rstscope_core::wire::{flags, Addr, Segment};
 use rstscope_core::Timestamp;
@@ -257,9 +256,6 @@ pub(crate) fn stream_parallel<C: Collect>(
 ) -> io::Result<(Stats, Option<String>)> {
     let n = opts.threads.max(1);
     let consumed = AtomicU64::new(0);
-    let copts = classify::Options {
-        idle_threshold: opts.idle_threshold,
-    };
     std::thread::scope(|scope| {
         let (out_tx, out_rx) = sync_channel::<C::Group>(4 * n);
         // Emptied batches go back to the reader, so their memory is reused
@@ -286,8 +282,8 @@ pub(crate) fn stream_parallel<C: Collect>(
                     }
                     let mut done = collect.group();
                     tracker.drain_finished(|c| {
-                        if opts.wants(c) {
-                            collect.add(&mut done, summary::summarize(c, &copts));
+                        if let Some(s) = opts.summary(c) {
+                            collect.add(&mut done, s);
                         }
                     });
                     batch.items.clear();
@@ -298,8 +294,8 @@ pub(crate) fn stream_parallel<C: Collect>(
                     }
                 }
                 let mut rest = collect.group();
-                for c in tracker.finish().iter().filter(|c| opts.wants(c)) {
-                    collect.add(&mut rest, summary::summarize(c, &copts));
+                for s in tracker.finish().iter().filter_map(|c| opts.summary(c)) {
+                    collect.add(&mut rest, s);
                 }
                 let _ = out.send(rest);
                 tracker.stats
