@@ -16,20 +16,14 @@ use std::io::{self, Write};
 /// go through `serde_json`, floats use its shortest-form formatter, and a
 /// test compares every line with serde's output.
 pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
-    thread_local! {
-        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    LINE.with(|line| {
-        let mut b = line.borrow_mut();
-        b.clear();
-        json_into(&mut b, c)?;
-        out.write_all(&b)
-    })
+    let mut b = Vec::with_capacity(1024);
+    json_into(&mut b, c)?;
+    out.write_all(&b)
 }
 
 /// [`json_line`] into a buffer: appends the line (with its newline) to `b`.
+/// `rstscope analyze` renders lines this way on its tracking threads.
 pub(crate) fn json_into(b: &mut Vec<u8>, c: &ConnSummary) -> io::Result<()> {
-    let b = &mut *b;
     let mut addr = String::with_capacity(48);
     text::push_socket(&mut addr, c.orig);
     let orig_at = b.len() + 9;
