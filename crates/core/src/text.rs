@@ -13,7 +13,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Appends `n` in decimal.
 #[inline]
 pub fn push_u32(out: &mut String, n: u32) {
-    let mut buf = [0u8; 10];
+    push_u64_width(out, n as u64, 1);
+}
+
+/// Appends the decimal digits of `n`, zeros in front up to `width` digits.
+#[inline]
+fn push_u64_width(out: &mut String, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
     let mut i = buf.len();
     let mut n = n;
     loop {
@@ -24,7 +30,7 @@ pub fn push_u32(out: &mut String, n: u32) {
             break;
         }
     }
-    for &d in &buf[i..] {
+    for &d in &buf[i.min(buf.len().saturating_sub(width))..] {
         out.push(d as char);
     }
 }
@@ -61,44 +67,10 @@ pub fn push_secs_of(out: &mut String, ns: i64, decimals: usize, value: f64) {
         out.push('-');
     }
     let scale = 10u64.pow(d as u32);
-    let mut int = itoa_u64(q / scale);
-    out.push_str(int.as_str());
+    push_u64_width(out, q / scale, 1);
     if d > 0 {
         out.push('.');
-        let frac = q % scale;
-        int = itoa_u64(frac);
-        for _ in int.as_str().len()..d {
-            out.push('0');
-        }
-        out.push_str(int.as_str());
-    }
-}
-
-/// Decimal digits of a u64, on the stack.
-struct Digits {
-    buf: [u8; 20],
-    at: usize,
-}
-
-impl Digits {
-    fn as_str(&self) -> &str {
-        // Only ASCII digits are ever written.
-        std::str::from_utf8(&self.buf[self.at..]).unwrap_or("")
-    }
-}
-
-fn itoa_u64(mut n: u64) -> Digits {
-    let mut d = Digits {
-        buf: [0; 20],
-        at: 20,
-    };
-    loop {
-        d.at -= 1;
-        d.buf[d.at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return d;
-        }
+        push_u64_width(out, q % scale, d);
     }
 }
 
