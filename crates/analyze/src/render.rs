@@ -276,11 +276,19 @@ pub fn zeek_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
     )
 }
 
+/// `n` and the noun, in the plural unless `n` is 1 ("1 connection", "2 connections").
+fn counted(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// One line of statistics (packets, TCP, skipped, connections).
 pub fn stats_line(s: &Stats) -> String {
     let mut line = format!(
-        "{} packets, {} TCP segments, {} connections ({} with a reset)",
-        s.packets, s.tcp, s.connections, s.reset_connections
+        "{}, {}, {} ({} with a reset)",
+        counted(s.packets, "packet"),
+        counted(s.tcp, "TCP segment"),
+        counted(s.connections, "connection"),
+        s.reset_connections
     );
     let skipped = s.skipped();
     if skipped > 0 {
@@ -369,7 +377,11 @@ impl HumanReport {
             writeln!(out, "No TCP resets in this capture.")?;
             return Ok(());
         }
-        writeln!(out, "Resets by cause ({} connections):", self.total)?;
+        writeln!(
+            out,
+            "Resets by cause ({}):",
+            counted(self.total, "connection")
+        )?;
         let mut causes: Vec<_> = self.by_cause.iter().collect();
         causes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (c, n) in causes {
@@ -573,6 +585,28 @@ mod tests {
                 String::from_utf8(reference).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn counts_read_in_the_singular_and_the_plural() {
+        let mut s = crate::Stats {
+            packets: 1,
+            tcp: 1,
+            connections: 1,
+            reset_connections: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            super::stats_line(&s),
+            "1 packet, 1 TCP segment, 1 connection (1 with a reset)"
+        );
+        s.packets = 2;
+        s.tcp = 0;
+        s.connections = 10;
+        assert_eq!(
+            super::stats_line(&s),
+            "2 packets, 0 TCP segments, 10 connections (1 with a reset)"
+        );
     }
 
     #[test]
