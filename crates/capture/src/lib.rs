@@ -79,6 +79,11 @@ pub enum Compression {
 /// What went wrong, and where.
 #[derive(Debug)]
 pub enum Error {
+    /// The file could not be opened.
+    Open {
+        /// Why.
+        source: io::Error,
+    },
     /// The underlying read failed.
     Io {
         /// Byte offset (decompressed stream) where it happened.
@@ -117,6 +122,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::Open { source } => write!(f, "{source}"),
             Error::Io { offset, source } => write!(f, "read error at byte {offset}: {source}"),
             Error::Truncated {
                 offset,
@@ -140,14 +146,11 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The message of an [`Error`] already ends with the I/O error's own (so
+/// that the partial-result warning, which keeps only the message, names
+/// it), so the I/O error is not also given as the source: printed with its
+/// chain (`{:#}` of anyhow), it would appear twice.
+impl std::error::Error for Error {}
 
 /// Reading statistics.
 #[derive(Clone, Debug, Default)]
@@ -290,10 +293,7 @@ impl CaptureReader {
             }
             return Ok(r);
         }
-        let f = File::open(path).map_err(|e| Error::Io {
-            offset: 0,
-            source: e,
-        })?;
+        let f = File::open(path).map_err(|e| Error::Open { source: e })?;
         let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         let map = size.filter(|&n| n >= 4).and_then(|_| Self::map(&f));
         // Compressed files are read through their decoder instead.

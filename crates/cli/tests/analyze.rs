@@ -395,8 +395,18 @@ fn stdin_gzip_and_garbage() {
     let out = rstscope(&["analyze", g.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a pcap or pcapng"));
-    let out = rstscope(&["analyze", d.join("missing.pcap").to_str().unwrap()], None);
+    let missing = d.join("missing.pcap");
+    let out = rstscope(&["analyze", missing.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(2));
+    // The file and the system's reason, said once, without a byte offset
+    // (nothing was read).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot read {}: ", missing.display())),
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!err.contains("at byte"), "{err}");
 }
 
 #[test]
