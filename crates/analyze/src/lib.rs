@@ -23,7 +23,7 @@ pub mod summary;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use rstscope_capture::CaptureReader;
+use rstscope_capture::{CaptureReader, Packet};
 use rstscope_core::classify;
 use rstscope_core::flow::{Tracker, TrackerConfig};
 use rstscope_core::wire::{self, Skip};
@@ -274,6 +274,31 @@ enum Input<'a, 'b> {
     Progress(u64),
 }
 
+/// [`read_segments`]' work for one packet: counted, decoded and handed on
+/// (`Ok(false)`: stop reading).
+#[inline(always)]
+fn one_packet(
+    stats: &mut Stats,
+    first: &mut Option<rstscope_core::Timestamp>,
+    last: &mut Option<rstscope_core::Timestamp>,
+    on: &mut impl FnMut(Input) -> io::Result<bool>,
+    p: Packet,
+) -> io::Result<bool> {
+    stats.packets += 1;
+    first.get_or_insert(p.ts);
+    *last = Some(p.ts);
+    // Matched by reference: moving the segment out of the result copied it
+    // in wider pieces than the decoder had stored it in, which stalls (no
+    // store forwarding).
+    match &wire::decode(p.linktype, p.data) {
+        Ok(seg) => on(Input::Segment(p.ts, seg)),
+        Err(s) => {
+            stats.skip(*s);
+            Ok(true)
+        }
+    }
+}
+
 /// The reading loop shared by both forms of [`stream`]: reads every packet,
 /// decodes it, counts what is skipped and the time span in `stats`, and hands
 /// each TCP segment to `on` (which returns `false` to stop), with
@@ -288,33 +313,42 @@ fn read_segments(
     let mut error = None;
     let (mut first, mut last) = (None, None);
     loop {
-        match reader.next_packet() {
-            Ok(Some(p)) => {
-                stats.packets += 1;
-                first.get_or_insert(p.ts);
-                last = Some(p.ts);
-                // Matched by reference: moving the segment out of the
-                // result copied it in wider pieces than the decoder had
-                // stored it in, which stalls (no store forwarding).
-                match &wire::decode(p.linktype, p.data) {
-                    Ok(seg) => {
-                        if !on(Input::Segment(p.ts, seg))? {
-                            break;
-                        }
-                    }
-                    Err(s) => stats.skip(*s),
+        // Whole records of a mapped file, up to the next progress report,
+        // in one inlined loop (see `CaptureReader::for_each_mapped`). A
+        // mapped file never waits for input: there is no `Idle` to report.
+        let room = 0x10000 - (stats.packets & 0xffff) as usize;
+        // `Ok(true)` once `on` asked to stop, `Err` if it failed.
+        let mut ended = Ok(false);
+        let n = reader.for_each_mapped(room, |p| {
+            match one_packet(stats, &mut first, &mut last, &mut on, p) {
+                Ok(true) => true,
+                stop => {
+                    ended = stop.map(|_| true);
+                    false
                 }
             }
-            Ok(None) => break,
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
+        });
+        if ended? {
+            break;
+        }
+        if n == 0 {
+            match reader.next_packet() {
+                Ok(Some(p)) => {
+                    if !one_packet(stats, &mut first, &mut last, &mut on, p)? {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
             }
         }
         if stats.packets & 0xffff == 0 {
             on(Input::Progress(reader.bytes_consumed()))?;
         }
-        if !reader.next_record_buffered() && !on(Input::Idle(reader.bytes_consumed()))? {
+        if n == 0 && !reader.next_record_buffered() && !on(Input::Idle(reader.bytes_consumed()))? {
             break;
         }
     }

@@ -313,59 +313,67 @@ pub(crate) fn stream_parallel<C: Collect>(
             let mut now: Option<Timestamp> = None;
             // The latest time each tracker has been given.
             let mut told = vec![Timestamp(i64::MIN); n];
-            let error = crate::read_segments(&mut reader, &mut stats, |input| {
-                let (ts, seg) = match input {
-                    crate::Input::Segment(ts, seg) => (ts, seg),
-                    crate::Input::Progress(bytes) => {
-                        consumed_ref.store(bytes, Ordering::Relaxed);
-                        return Ok(true);
-                    }
-                    crate::Input::Idle(bytes) => {
-                        // A live pipe paused: hand on what is batched now
-                        // rather than when a batch fills up, with the time
-                        // reached, to every tracker (so each retires what
-                        // it should by then, not only the one whose flows
-                        // are active).
-                        consumed_ref.store(bytes, Ordering::Relaxed);
-                        let Some(clock) = now else {
+            let error = crate::read_segments(
+                &mut reader,
+                &mut stats,
+                // Inlined into the reading loop, as the decoder is: the
+                // whole per-packet path is then one function (see
+                // `CaptureReader::for_each_mapped`).
+                #[inline(always)]
+                |input| {
+                    let (ts, seg) = match input {
+                        crate::Input::Segment(ts, seg) => (ts, seg),
+                        crate::Input::Progress(bytes) => {
+                            consumed_ref.store(bytes, Ordering::Relaxed);
                             return Ok(true);
-                        };
-                        for (k, b) in batches.iter_mut().enumerate() {
-                            Item::push_clock(b, clock);
-                            told[k] = clock;
-                            let fresh = spare_rx.try_recv().unwrap_or_default();
-                            if txs[k].send(std::mem::replace(b, fresh)).is_err() {
-                                return Ok(false);
+                        }
+                        crate::Input::Idle(bytes) => {
+                            // A live pipe paused: hand on what is batched now
+                            // rather than when a batch fills up, with the time
+                            // reached, to every tracker (so each retires what
+                            // it should by then, not only the one whose flows
+                            // are active).
+                            consumed_ref.store(bytes, Ordering::Relaxed);
+                            let Some(clock) = now else {
+                                return Ok(true);
+                            };
+                            for (k, b) in batches.iter_mut().enumerate() {
+                                Item::push_clock(b, clock);
+                                told[k] = clock;
+                                let fresh = spare_rx.try_recv().unwrap_or_default();
+                                if txs[k].send(std::mem::replace(b, fresh)).is_err() {
+                                    return Ok(false);
+                                }
+                            }
+                            return Ok(true);
+                        }
+                    };
+                    let k = if n == 1 { 0 } else { shard(flow_hash(seg), n) };
+                    let b = &mut batches[k];
+                    match now {
+                        Some(clock) if clock > ts => {
+                            if told[k] < clock {
+                                Item::push_clock(b, clock);
+                                told[k] = clock;
                             }
                         }
-                        return Ok(true);
-                    }
-                };
-                let k = if n == 1 { 0 } else { shard(flow_hash(seg), n) };
-                let b = &mut batches[k];
-                match now {
-                    Some(clock) if clock > ts => {
-                        if told[k] < clock {
-                            Item::push_clock(b, clock);
-                            told[k] = clock;
+                        _ => {
+                            now = Some(ts);
+                            told[k] = ts;
                         }
                     }
-                    _ => {
-                        now = Some(ts);
-                        told[k] = ts;
+                    Item::push(b, ts, seg);
+                    if b.items.len() >= BATCH {
+                        let fresh = spare_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Batch::with_capacity());
+                        let full = std::mem::replace(b, fresh);
+                        // A tracker gone (the output side stopped): stop reading.
+                        return Ok(txs[k].send(full).is_ok());
                     }
-                }
-                Item::push(b, ts, seg);
-                if b.items.len() >= BATCH {
-                    let fresh = spare_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| Batch::with_capacity());
-                    let full = std::mem::replace(b, fresh);
-                    // A tracker gone (the output side stopped): stop reading.
-                    return Ok(txs[k].send(full).is_ok());
-                }
-                Ok(true)
-            })
+                    Ok(true)
+                },
+            )
             .unwrap_or_else(|e| Some(e.to_string()));
             for (k, b) in batches.into_iter().enumerate() {
                 if !b.items.is_empty() {

@@ -274,19 +274,34 @@ fn trickling_pipe_yields_the_same_packets() {
     assert_eq!(got, want);
 }
 
+/// Reads a file as `rstscope analyze` does: runs of packets through
+/// [`CaptureReader::for_each_mapped`] (here of 1 to 4 packets, sometimes
+/// cut short by the callback), each other one through `next_packet`.
 fn read_path(path: &std::path::Path) -> ReadAll {
     let mut out = Vec::new();
     let mut r = match CaptureReader::open(path) {
         Ok(r) => r,
         Err(e) => return (out, Some(e.to_string())),
     };
-    loop {
+    for round in 0usize.. {
+        let n = r.for_each_mapped(round % 4 + 1, |p| {
+            out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len));
+            out.len() % 7 != 0
+        });
+        if n > 0 {
+            continue;
+        }
         match r.next_packet() {
             Ok(Some(p)) => out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len)),
             Ok(None) => return (out, None),
-            Err(e) => return (out, Some(e.to_string())),
+            Err(e) => {
+                // Finished for good after an error, on either path.
+                assert_eq!(r.for_each_mapped(9, |_| true), 0);
+                return (out, Some(e.to_string()));
+            }
         }
     }
+    unreachable!()
 }
 
 /// A file path in the temporary directory, removed when dropped (also when
@@ -362,35 +377,46 @@ fn big_mapped_files_read_like_streams_and_stay_small() {
         f.extend_from_slice(b"short");
         std::fs::write(&path, &f).unwrap();
 
-        let digest = |r: &mut CaptureReader| {
+        // Runs of up to `batch` packets through `for_each_mapped` (0: none),
+        // the rest through `next_packet`.
+        let digest = |r: &mut CaptureReader, batch: usize| {
             let (mut n, mut h) = (0u64, 0u64);
+            let mut add = |p: crate::Packet| {
+                n += 1;
+                for v in [
+                    p.ts.0 as u64,
+                    p.orig_len as u64,
+                    p.offset,
+                    p.data.len() as u64,
+                ]
+                .into_iter()
+                .chain(p.data.iter().map(|&b| b as u64))
+                {
+                    h = (h ^ v).wrapping_mul(0x100_0000_01b3);
+                }
+            };
             let err = loop {
+                if r.for_each_mapped(batch, |p| {
+                    add(p);
+                    true
+                }) > 0
+                {
+                    continue;
+                }
                 match r.next_packet() {
-                    Ok(Some(p)) => {
-                        n += 1;
-                        for v in [
-                            p.ts.0 as u64,
-                            p.orig_len as u64,
-                            p.offset,
-                            p.data.len() as u64,
-                        ]
-                        .into_iter()
-                        .chain(p.data.iter().map(|&b| b as u64))
-                        {
-                            h = (h ^ v).wrapping_mul(0x100_0000_01b3);
-                        }
-                    }
+                    Ok(Some(p)) => add(p),
                     Ok(None) => break None,
                     Err(e) => break Some(e.to_string()),
                 }
             };
             (n, h, err)
         };
+        let got = digest(&mut CaptureReader::open(&path).unwrap(), 0);
         let mut mapped = CaptureReader::open(&path).unwrap();
-        let got = digest(&mut mapped);
+        assert_eq!(digest(&mut mapped, 65536), got, "in runs, le {le}");
         let mut streamed =
             CaptureReader::from_reader(Box::new(std::fs::File::open(&path).unwrap())).unwrap();
-        assert_eq!(got, digest(&mut streamed), "le {le}");
+        assert_eq!(got, digest(&mut streamed, 0), "le {le}");
         assert_eq!(got.0, i as u64);
         assert!(
             got.2.as_deref().unwrap_or("").contains("truncated"),
