@@ -265,6 +265,11 @@ fn tracker_for(opts: &Options) -> Tracker {
 
 /// What [`read_segments`] hands on.
 enum Input<'a, 'b> {
+    /// A captured frame (time, link type, bytes), offered before it is
+    /// decoded: a consumer with a faster way for common frames takes it
+    /// ([`Next::Go`]); otherwise ([`Next::Decode`]) it comes again as a
+    /// `Segment`, or is counted as skipped.
+    Frame(rstscope_core::Timestamp, u32, &'b [u8]),
     /// A TCP segment captured at this time.
     Segment(rstscope_core::Timestamp, &'a wire::Segment<'b>),
     /// The input has nothing more for now (a live pipe): pass on what is
@@ -274,24 +279,40 @@ enum Input<'a, 'b> {
     Progress(u64),
 }
 
-/// [`read_segments`]' work for one packet: counted, decoded and handed on
-/// (`Ok(false)`: stop reading).
+/// A consumer's answer to an [`Input`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Go on reading.
+    Go,
+    /// Stop reading.
+    Stop,
+    /// Decode this [`Input::Frame`] (to anything else: go on).
+    Decode,
+}
+
+/// [`read_segments`]' work for one packet: counted, offered as a frame,
+/// decoded if not taken, and handed on (`Ok(false)`: stop reading).
 #[inline(always)]
 fn one_packet(
     stats: &mut Stats,
     first: &mut Option<rstscope_core::Timestamp>,
     last: &mut Option<rstscope_core::Timestamp>,
-    on: &mut impl FnMut(Input) -> io::Result<bool>,
+    on: &mut impl FnMut(Input) -> io::Result<Next>,
     p: Packet,
 ) -> io::Result<bool> {
     stats.packets += 1;
     first.get_or_insert(p.ts);
     *last = Some(p.ts);
+    match on(Input::Frame(p.ts, p.linktype, p.data))? {
+        Next::Go => return Ok(true),
+        Next::Stop => return Ok(false),
+        Next::Decode => {}
+    }
     // Matched by reference: moving the segment out of the result copied it
     // in wider pieces than the decoder had stored it in, which stalls (no
     // store forwarding).
     match &wire::decode(p.linktype, p.data) {
-        Ok(seg) => on(Input::Segment(p.ts, seg)),
+        Ok(seg) => Ok(on(Input::Segment(p.ts, seg))? != Next::Stop),
         Err(s) => {
             stats.skip(*s);
             Ok(true)
@@ -300,15 +321,16 @@ fn one_packet(
 }
 
 /// The reading loop shared by both forms of [`stream`]: reads every packet,
-/// decodes it, counts what is skipped and the time span in `stats`, and hands
-/// each TCP segment to `on` (which returns `false` to stop), with
+/// offers it to `on` as an [`Input::Frame`], decodes what `on` does not
+/// take, counts what is skipped and the time span in `stats`, and hands each
+/// TCP segment to `on` (which answers [`Next::Stop`] to stop), with
 /// [`Input::Idle`] whenever the next read would wait for input and
 /// [`Input::Progress`] now and then. Returns the read error that ended the
 /// capture early, if any.
 fn read_segments(
     reader: &mut CaptureReader,
     stats: &mut Stats,
-    mut on: impl FnMut(Input) -> io::Result<bool>,
+    mut on: impl FnMut(Input) -> io::Result<Next>,
 ) -> io::Result<Option<String>> {
     let mut error = None;
     let (mut first, mut last) = (None, None);
@@ -348,7 +370,10 @@ fn read_segments(
         if stats.packets & 0xffff == 0 {
             on(Input::Progress(reader.bytes_consumed()))?;
         }
-        if n == 0 && !reader.next_record_buffered() && !on(Input::Idle(reader.bytes_consumed()))? {
+        if n == 0
+            && !reader.next_record_buffered()
+            && on(Input::Idle(reader.bytes_consumed()))? == Next::Stop
+        {
             break;
         }
     }
@@ -367,6 +392,7 @@ fn stream_serial<C: Collect>(
     let mut tracker = tracker_for(opts);
     let mut stats = Stats::default();
     let error = read_segments(&mut reader, &mut stats, |input| match input {
+        Input::Frame(..) => Ok(Next::Decode),
         Input::Segment(ts, seg) => {
             tracker.packet(ts, seg);
             let mut group = None;
@@ -375,11 +401,11 @@ fn stream_serial<C: Collect>(
                     collect.add(group.get_or_insert_with(|| collect.group()), s);
                 }
             });
-            group.map_or(Ok(()), &mut sink).map(|_| true)
+            group.map_or(Ok(()), &mut sink).map(|_| Next::Go)
         }
         Input::Idle(bytes) | Input::Progress(bytes) => {
             progress(bytes);
-            Ok(true)
+            Ok(Next::Go)
         }
     })?;
     let mut rest = collect.group();

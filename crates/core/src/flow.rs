@@ -1325,7 +1325,14 @@ fn tag(hash: u64) -> u32 {
 /// segments across trackers by flow.
 #[inline]
 pub fn flow_hash(seg: &Segment) -> u64 {
-    pair_hash(end_hash(&seg.src, seg.sport), end_hash(&seg.dst, seg.dport))
+    flow_hash_of(&seg.src, seg.sport, &seg.dst, seg.dport)
+}
+
+/// [`flow_hash`] of a segment from `src`:`sport` to `dst`:`dport`, for a
+/// caller that has not built the [`Segment`].
+#[inline]
+pub fn flow_hash_of(src: &Addr, sport: u16, dst: &Addr, dport: u16) -> u64 {
+    pair_hash(end_hash(src, sport), end_hash(dst, dport))
 }
 
 /// One endpoint's share of a [`flow_hash`].
