@@ -1,9 +1,10 @@
 //! Arbitrary bytes as a capture file: the reader, every link-layer and IP
 //! decoder, the flow tracker and the classifier must neither panic nor hang;
 //! the reader must read a mapped file (with its fast paths) exactly as it
-//! reads the same bytes from a stream; and the analysis must say the same
-//! on one thread as on several (segments then cross threads in a compact
-//! form, each tracker sees only its share, and capture time may jump).
+//! reads the same bytes from a stream, packet by packet or in runs; and the
+//! analysis must say the same on one thread as on several (segments then
+//! cross threads in a compact form, common frames decoded straight into it,
+//! each tracker sees only its share, and capture time may jump).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -29,15 +30,42 @@ fn read_all(r: Result<CaptureReader, rstscope_capture::Error>) -> Read {
     }
 }
 
+/// As [`read_all`], but in runs of up to three packets through
+/// `for_each_mapped` (as `rstscope analyze` reads a mapped file), the
+/// others through `next_packet`.
+fn read_runs(r: Result<CaptureReader, rstscope_capture::Error>) -> Read {
+    let mut r = match r {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    let mut out = Vec::new();
+    loop {
+        let n = r.for_each_mapped(3, |p| {
+            out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len, p.offset));
+            true
+        });
+        if n > 0 {
+            continue;
+        }
+        match r.next_packet() {
+            Ok(Some(p)) => out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len, p.offset)),
+            Ok(None) => return (out, None),
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("rstscope-fuzz-{}", std::process::id()));
     if std::fs::write(&path, data).is_ok() {
         let mapped = read_all(CaptureReader::open(&path));
+        let in_runs = read_runs(CaptureReader::open(&path));
         let streamed = read_all(CaptureReader::from_reader(Box::new(std::io::Cursor::new(
             data.to_vec(),
         ))));
         let _ = std::fs::remove_file(&path);
         assert_eq!(mapped, streamed, "mapped and streamed reads differ");
+        assert_eq!(in_runs, streamed, "mapped reads in runs and streamed reads differ");
     }
     // Also decode the raw bytes as a frame of every supported link type.
     for lt in [0, 1, 9, 12, 14, 50, 101, 104, 108, 113, 129, 178, 228, 229, 242, 276] {
