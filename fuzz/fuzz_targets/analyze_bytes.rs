@@ -65,10 +65,15 @@ fuzz_target!(|data: &[u8]| {
         ))));
         let _ = std::fs::remove_file(&path);
         assert_eq!(mapped, streamed, "mapped and streamed reads differ");
-        assert_eq!(in_runs, streamed, "mapped reads in runs and streamed reads differ");
+        assert_eq!(
+            in_runs, streamed,
+            "mapped reads in runs and streamed reads differ"
+        );
     }
     // Also decode the raw bytes as a frame of every supported link type.
-    for lt in [0, 1, 9, 12, 14, 50, 101, 104, 108, 113, 129, 178, 228, 229, 242, 276] {
+    for lt in [
+        0, 1, 9, 12, 14, 50, 101, 104, 108, 113, 129, 178, 228, 229, 242, 276,
+    ] {
         let _ = wire::decode(lt, data);
     }
     let analyze = |threads: usize| {
@@ -95,7 +100,8 @@ fuzz_target!(|data: &[u8]| {
         Some((conns, counts, s.malformed, s.first_ts, s.last_ts, error))
     };
     assert_eq!(analyze(1), analyze(3), "one thread and three differ");
-    let Ok(mut r) = CaptureReader::from_reader(Box::new(std::io::Cursor::new(data.to_vec()))) else {
+    let Ok(mut r) = CaptureReader::from_reader(Box::new(std::io::Cursor::new(data.to_vec())))
+    else {
         return;
     };
     let mut t = Tracker::new(TrackerConfig::default());
