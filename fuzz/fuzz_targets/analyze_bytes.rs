@@ -15,32 +15,17 @@ use rstscope_core::wire;
 
 type Read = (Vec<(i64, u32, Vec<u8>, u32, u64)>, Option<String>);
 
-fn read_all(r: Result<CaptureReader, rstscope_capture::Error>) -> Read {
+/// Every packet and the error that ends the capture: in runs of up to `run`
+/// packets through `for_each_mapped` (as `rstscope analyze` reads a mapped
+/// file; 0: none), the others through `next_packet`.
+fn read_all(r: Result<CaptureReader, rstscope_capture::Error>, run: usize) -> Read {
     let mut r = match r {
         Ok(r) => r,
         Err(e) => return (Vec::new(), Some(e.to_string())),
     };
     let mut out = Vec::new();
     loop {
-        match r.next_packet() {
-            Ok(Some(p)) => out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len, p.offset)),
-            Ok(None) => return (out, None),
-            Err(e) => return (out, Some(e.to_string())),
-        }
-    }
-}
-
-/// As [`read_all`], but in runs of up to three packets through
-/// `for_each_mapped` (as `rstscope analyze` reads a mapped file), the
-/// others through `next_packet`.
-fn read_runs(r: Result<CaptureReader, rstscope_capture::Error>) -> Read {
-    let mut r = match r {
-        Ok(r) => r,
-        Err(e) => return (Vec::new(), Some(e.to_string())),
-    };
-    let mut out = Vec::new();
-    loop {
-        let n = r.for_each_mapped(3, |p| {
+        let n = r.for_each_mapped(run, |p| {
             out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len, p.offset));
             true
         });
@@ -58,11 +43,12 @@ fn read_runs(r: Result<CaptureReader, rstscope_capture::Error>) -> Read {
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("rstscope-fuzz-{}", std::process::id()));
     if std::fs::write(&path, data).is_ok() {
-        let mapped = read_all(CaptureReader::open(&path));
-        let in_runs = read_runs(CaptureReader::open(&path));
-        let streamed = read_all(CaptureReader::from_reader(Box::new(std::io::Cursor::new(
-            data.to_vec(),
-        ))));
+        let mapped = read_all(CaptureReader::open(&path), 0);
+        let in_runs = read_all(CaptureReader::open(&path), 3);
+        let streamed = read_all(
+            CaptureReader::from_reader(Box::new(std::io::Cursor::new(data.to_vec()))),
+            0,
+        );
         let _ = std::fs::remove_file(&path);
         assert_eq!(mapped, streamed, "mapped and streamed reads differ");
         assert_eq!(
