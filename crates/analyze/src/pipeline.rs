@@ -223,8 +223,8 @@ impl Batch {
 /// Why a second decoder: on the reading thread, building a [`Segment`] and
 /// copying it into an item cost about a third of the instructions, and the
 /// reading thread shares the two cores with the trackers (benchmark capture,
-/// 21 interleaved runs: 4.07 G against 3.84 G instructions, 0.288 s against
-/// 0.267 s). It accepts only what `wire::decode` decodes the same way, and
+/// 21 interleaved runs: 4.07 G against 3.85 G instructions, 0.266 s against
+/// 0.256 s). It accepts only what `wire::decode` decodes the same way, and
 /// its items are exactly those `Item::push` makes of `wire::decode`'s
 /// segment: a test checks this on every cut of many frames, and the fuzz
 /// target compares one tracking thread (which does not use it) with three.
