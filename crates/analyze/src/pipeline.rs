@@ -39,19 +39,22 @@ const BATCH: usize = 16384;
 /// Most RST payload bytes carried to the tracker (the evidence text limit is lower).
 const RST_PAYLOAD: usize = 512;
 
-/// A segment as it crosses to a tracker, in 48 bytes: batches are written
-/// by the reading thread and read by a tracker through main memory, so
-/// their size is memory traffic (a `Segment` plus its time took 88 bytes).
+/// A segment as it crosses to a tracker, in 48 bytes (`repr(C)`: these
+/// fields in this order, 2 bytes of padding at the end): batches are
+/// written by the reading thread and read by a tracker through main
+/// memory, so their size is memory traffic (a `Segment` plus its time took
+/// 88 bytes).
 /// IPv6 addresses and an RST's payload go to the batch's arena.
 ///
-/// Laid out by hand (`repr(C)`) so that fields stored next to each other by
-/// the decoder are not next to each other here: copying a just-decoded
-/// `Segment` whole, or neighbouring fields together, loads memory in wider
+/// Filled field by field, each read exactly as wide as it is
+/// ([`Item::push`]): copying a just-decoded `Segment` whole, or letting the
+/// compiler merge neighbouring fields into one load, loads memory in wider
 /// pieces than it was stored in, which the CPU cannot forward from its
 /// store buffer. On the benchmark capture that was 6 stalled loads per
 /// packet on the reading thread (32.6 M in all, counted with AMD's event
-/// `r0224`; 8–10 M once the decoded segment is matched by reference and
-/// copied field by field, and 5% fewer cycles in all).
+/// `r0224`; 8–10 M once the decoded segment was matched by reference and
+/// copied field by field, and 5% fewer cycles in all; 10–12 M with the
+/// reading loop as it is now).
 #[repr(C)]
 #[derive(Default)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
@@ -79,6 +82,8 @@ struct Item {
     /// [`V6`], [`HAS_IP_ID`], [`HAS_WSCALE`], [`CUT`], [`CLOCK`].
     bits: u8,
 }
+
+const _: () = assert!(std::mem::size_of::<Item>() == 48);
 
 /// The addresses are IPv6, in the arena.
 const V6: u8 = 1;

@@ -595,7 +595,7 @@ impl Conn {
     /// [`flow_hash`] of its packets: where the tracker's index files it.
     fn flow_hash(&self) -> u64 {
         let (a, b) = (&self.ep[ORIG], &self.ep[RESP]);
-        pair_hash(end_hash(&a.addr, a.port), end_hash(&b.addr, b.port))
+        flow_hash_of(&a.addr, a.port, &b.addr, b.port)
     }
 
     /// Whether `seg` travels between this connection's two endpoints
