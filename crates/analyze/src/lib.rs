@@ -335,13 +335,14 @@ fn read_segments(
     let mut error = None;
     let (mut first, mut last) = (None, None);
     loop {
-        // Whole records of a mapped file, up to the next progress report,
-        // in one inlined loop (see `CaptureReader::for_each_mapped`). A
-        // mapped file never waits for input: there is no `Idle` to report.
+        // The records the reader holds whole, up to the next progress
+        // report, in one inlined loop (see
+        // `CaptureReader::for_each_buffered`); then one through the
+        // general path, which reads more input when it must.
         let room = 0x10000 - (stats.packets & 0xffff) as usize;
         // `Ok(true)` once `on` asked to stop, `Err` if it failed.
         let mut ended = Ok(false);
-        let n = reader.for_each_mapped(room, |p| {
+        let n = reader.for_each_buffered(room, |p| {
             match one_packet(stats, &mut first, &mut last, &mut on, p) {
                 Ok(true) => true,
                 stop => {
@@ -370,9 +371,9 @@ fn read_segments(
         if stats.packets & 0xffff == 0 {
             on(Input::Progress(reader.bytes_consumed()))?;
         }
-        if n == 0
-            && !reader.next_record_buffered()
-            && on(Input::Idle(reader.bytes_consumed()))? == Next::Stop
+        // Before a read that may wait (a live pipe that has delivered
+        // everything written so far), let the consumer pass on its batch.
+        if !reader.next_record_buffered() && on(Input::Idle(reader.bytes_consumed()))? == Next::Stop
         {
             break;
         }

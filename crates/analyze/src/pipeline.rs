@@ -6,8 +6,7 @@
 //!                             (+ render, see Collect)
 //! ```
 //!
-//! (Mapped files add the capture reader's `rstscope-pager` thread.) The
-//! trackers run at a lower priority than the reader, see [`yield_to_reader`].
+//! The trackers run at a lower priority than the reader, see [`yield_to_reader`].
 //!
 //! Segments cross threads in batches of compact records ([`Item`]), copied
 //! out of the reader's buffer; of the payload only an RST's (evidence
@@ -408,7 +407,7 @@ pub(crate) fn stream_parallel<C: Collect>(
                 &mut stats,
                 // Inlined into the reading loop, as the decoder is: the
                 // whole per-packet path is then one function (see
-                // `CaptureReader::for_each_mapped`).
+                // `CaptureReader::for_each_buffered`).
                 #[inline(always)]
                 |input| {
                     // The segment as an item already, or to be made one.

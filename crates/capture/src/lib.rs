@@ -1,14 +1,12 @@
 //! Capture-file adapter: classic pcap, pcapng, gzip/zstd, stdin.
 //!
-//! [`CaptureReader`] streams packets out of any [`Read`] without knowing
-//! its size in advance: packets are borrowed from one large buffer (no
-//! per-packet allocation, no per-packet system call), so reading runs near
-//! the speed of `cat`. Uncompressed regular files are memory-mapped
-//! instead, so their bytes are not even copied; a helper thread maps pages
-//! ahead of the reader and gives read ones back (see `pager`), keeping the
-//! resident size small. The reader only ever waits for the bytes of the
-//! record it is decoding, so a live `tcpdump -w - | rstscope analyze -`
-//! sees each packet as soon as it is complete.
+//! [`CaptureReader`] streams packets out of any [`Read`] (a file, a pipe,
+//! a decompressor) without knowing its size in advance: packets are
+//! borrowed from one buffer of [`READ_CHUNK`] bytes that is refilled in
+//! place (no per-packet allocation, no per-packet system call), so reading
+//! runs near the speed of `cat`. The reader only ever waits for the bytes
+//! of the record it is decoding, so a live `tcpdump -w - | rstscope
+//! analyze -` sees each packet as soon as it is complete.
 //!
 //! Untrusted lengths never decide an allocation on their own: a record may
 //! claim at most [`MAX_PACKET`] bytes (pcap) or [`MAX_BLOCK`] bytes (pcapng
@@ -28,13 +26,23 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-mod pager;
-
 /// Largest packet record accepted (Wireshark's limit for ordinary link types).
 pub const MAX_PACKET: usize = 262_144;
 /// Largest pcapng block accepted.
 pub const MAX_BLOCK: usize = 16 * 1024 * 1024;
-const READ_CHUNK: usize = 1 << 20;
+/// Bytes asked of the input per read.
+///
+/// Small enough that the copy `read(2)` makes stays in the reading core's
+/// second-level cache until the packets in it are decoded, big enough that
+/// the system calls do not count. Measured on the benchmark capture
+/// (`scripts/bench-analyze`, 2 cores, file in the page cache), against the
+/// memory-mapped reading this replaced: 256 KiB chunks 12% less time
+/// (0.218 s against 0.249 s, 11 interleaved runs) when the page cache holds
+/// the file in large folios, as right after it was written or read back;
+/// 2–4% more when it holds 4 KiB pages (0.291–0.297 s against 0.285 s).
+/// 1 MiB chunks, which overflow that cache with the trackers' data,
+/// gained only 5%; 64–512 KiB all did as well as 256 KiB.
+pub const READ_CHUNK: usize = 256 << 10;
 
 /// One captured packet, borrowed from the reader's buffer.
 #[derive(Clone, Copy, Debug)]
@@ -200,28 +208,11 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// The bytes packets are borrowed from: a refillable buffer for pipes and
-/// compressed input, or the whole file mapped into memory.
-enum Buf {
-    Owned(Vec<u8>),
-    Mapped(Arc<memmap2::Mmap>),
-}
-
-impl std::ops::Deref for Buf {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        match self {
-            Buf::Owned(v) => v,
-            Buf::Mapped(m) => m,
-        }
-    }
-}
-
 /// Streams packets out of a capture.
 pub struct CaptureReader {
     src: Box<dyn Read + Send>,
-    buf: Buf,
+    /// The bytes packets are borrowed from, refilled in place.
+    buf: Vec<u8>,
     /// Start of unread data in `buf`.
     pos: usize,
     /// End of valid data in `buf`.
@@ -236,55 +227,10 @@ pub struct CaptureReader {
     raw_count: Arc<AtomicU64>,
     file_size: Option<u64>,
     stats: Stats,
-    /// Mapped files: offset up to which the CPU cache was asked to load.
-    prefetched: usize,
-    /// Mapped files: maps pages ahead and gives read ones back.
-    pager: Option<pager::Pager>,
-    /// Mapped files: offset at which to tell the pager next.
-    next_kick: usize,
     /// The file descriptor the input comes from, when known: asked whether
     /// it has more right now (see [`CaptureReader::next_record_buffered`]).
     #[cfg(unix)]
     input_fd: Option<i32>,
-}
-
-/// How far ahead of the packet being decoded a mapped file is prefetched.
-const PREFETCH_DISTANCE: usize = 2048;
-
-/// Asks the CPU to load the mapped bytes up to `pos + PREFETCH_DISTANCE`,
-/// from `from` on, one cache line at a time; returns the new mark.
-///
-/// Why by hand: the headers of consecutive packets lie hundreds of bytes
-/// apart, a stride the hardware prefetcher does not follow across page
-/// boundaries, so without this every packet's header is a trip to DRAM
-/// (`read(2)` hid that by copying the whole file through the cache).
-///
-/// Non-temporal: the file is read once, and lines fetched this way are
-/// not kept in the outer caches when the first-level cache drops them, so
-/// 1.8 GB streaming past does not push the trackers' connections out of the
-/// shared cache (benchmark capture, 9 interleaved runs under `perf stat`:
-/// 5% fewer tracker cycles, 1.5% fewer cycles in all).
-#[inline]
-fn prefetch_ahead(m: &[u8], from: usize, pos: usize) -> usize {
-    let to = (pos + PREFETCH_DISTANCE).min(m.len());
-    let mut at = from.max(pos);
-    // Four lines a step: a packet needs eight or so, and a loop step per
-    // line cost as many instructions again as the prefetches.
-    #[cfg(target_arch = "x86_64")]
-    while at < to {
-        for line in 0..4 {
-            // SAFETY: a prefetch only hints the cache and never faults, even
-            // for an address past the end of the mapping, which the
-            // wrapping arithmetic may form without undefined behaviour.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_NTA }>(
-                    m.as_ptr().wrapping_add(at + 64 * line) as *const i8,
-                );
-            }
-        }
-        at += 256;
-    }
-    at.max(to)
 }
 
 impl CaptureReader {
@@ -300,26 +246,15 @@ impl CaptureReader {
         }
         let f = File::open(path).map_err(|e| Error::Open { source: e })?;
         let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        let map = size.filter(|&n| n >= 4).and_then(|_| Self::map(&f));
-        // Compressed files are read through their decoder instead.
-        let map = map
-            .filter(|m| !m.starts_with(&[0x1f, 0x8b]) && !m.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]));
-        if let Some(map) = map.map(Arc::new) {
-            // No pager (no thread to be had): read the file instead.
-            if let Some(pager) = pager::Pager::start(&map) {
-                let len = map.len();
-                let mut r = CaptureReader::bare(Box::new(io::empty()), Arc::new(AtomicU64::new(0)));
-                r.buf = Buf::Mapped(map);
-                r.pager = Some(pager);
-                r.end = len;
-                r.eof = true;
-                r.file_size = size;
-                r.start()?;
-                return Ok(r);
-            }
-        }
         #[cfg(unix)]
         let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        #[cfg(target_os = "linux")]
+        if size.is_some() {
+            // Read from start to end: let the kernel read ahead further
+            // when the file is not in the page cache. Only a hint.
+            // SAFETY: a valid descriptor, owned by `f`.
+            unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+        }
         let mut r = Self::from_reader(Box::new(f))?;
         #[cfg(unix)]
         {
@@ -328,20 +263,6 @@ impl CaptureReader {
         }
         r.file_size = size;
         Ok(r)
-    }
-
-    /// Maps an uncompressed capture file instead of reading it: packets are
-    /// then borrowed straight from the page cache, which saves copying every
-    /// byte through `read(2)` (most of the reader's cost on big files).
-    /// `None` (and ordinary reads) where mapping fails, e.g. on special files.
-    fn map(f: &File) -> Option<memmap2::Mmap> {
-        // SAFETY: the mapping is read-only and private to this reader. If
-        // another process truncated the file while it is read, touching the
-        // lost pages would raise SIGBUS; captures are appended to, not
-        // truncated, and this is the same trade-off ripgrep makes.
-        let map = unsafe { memmap2::MmapOptions::new().map(f) }.ok()?;
-        let _ = map.advise(memmap2::Advice::Sequential);
-        Some(map)
     }
 
     /// Reads from any byte stream. Compression is detected from the content.
@@ -383,7 +304,7 @@ impl CaptureReader {
     fn bare(src: Box<dyn Read + Send>, raw_count: Arc<AtomicU64>) -> Self {
         CaptureReader {
             src,
-            buf: Buf::Owned(Vec::new()),
+            buf: Vec::new(),
             pos: 0,
             end: 0,
             base: 0,
@@ -399,9 +320,6 @@ impl CaptureReader {
             raw_count,
             file_size: None,
             stats: Stats::default(),
-            prefetched: 0,
-            pager: None,
-            next_kick: pager::KICK_EVERY,
             #[cfg(unix)]
             input_fd: None,
         }
@@ -426,9 +344,6 @@ impl CaptureReader {
     /// Bytes consumed from the underlying file or pipe (compressed bytes
     /// for compressed input), for progress reporting.
     pub fn bytes_consumed(&self) -> u64 {
-        if let Buf::Mapped(_) = self.buf {
-            return self.pos as u64;
-        }
         self.raw_count.load(Ordering::Relaxed)
     }
 
@@ -451,7 +366,8 @@ impl CaptureReader {
 
     #[inline(never)]
     fn next_record_buffered_slow(&self) -> bool {
-        if matches!(self.buf, Buf::Mapped(_)) {
+        if self.file_size.is_some() {
+            // A regular file never makes a read wait for its writer.
             return true;
         }
         let b = self.avail();
@@ -512,10 +428,7 @@ impl CaptureReader {
 
     #[cold]
     fn refill(&mut self, n: usize) -> Result<usize, Error> {
-        let Buf::Owned(buf) = &mut self.buf else {
-            // A mapped file is all there from the start.
-            return Ok(self.end - self.pos);
-        };
+        let buf = &mut self.buf;
         if self.pos > 0 {
             buf.copy_within(self.pos..self.end, 0);
             self.base += self.pos as u64;
@@ -627,8 +540,8 @@ impl CaptureReader {
             return Ok(None);
         }
         let fast = match self.state {
-            State::Pcap { .. } => self.next_mapped_pcap(),
-            State::Pcapng { .. } => self.next_mapped_epb(),
+            State::Pcap { .. } => self.next_whole_pcap(),
+            State::Pcapng { .. } => self.next_whole_epb(),
         };
         if let Some((start, len, ts, linktype, orig_len, offset)) = fast {
             return Ok(Some(Packet {
@@ -643,26 +556,31 @@ impl CaptureReader {
     }
 
     /// Hands `f` the packets that follow, one by one, for as long as they
-    /// take [`CaptureReader::next_packet`]'s fast path (whole classic pcap
-    /// records or pcapng packet blocks in a mapped file): at most `max` of
+    /// take [`CaptureReader::next_packet`]'s fast path (classic pcap records
+    /// or pcapng packet blocks lying whole in the buffer): at most `max` of
     /// them, and none after `f` returns `false`. Returns how many it handed
-    /// over; 0 means the next one needs `next_packet` (a stream, another
-    /// block, the end of the file, damage, or `max` 0).
+    /// over; 0 means the next one needs `next_packet` (a record the buffer
+    /// holds only part of, another block, the end of the input, damage, or
+    /// `max` 0).
     ///
     /// The same packets, in the same order and leaving the reader in the
     /// same state, as that many calls to `next_packet`; but one loop with
     /// `f` inlined, which the compiler keeps in registers, instead of a
     /// call, a `Result` and the dispatch on the container per packet.
     #[inline]
-    pub fn for_each_mapped(&mut self, max: usize, mut f: impl FnMut(Packet<'_>) -> bool) -> usize {
+    pub fn for_each_buffered(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(Packet<'_>) -> bool,
+    ) -> usize {
         if self.failed {
             return 0;
         }
         let mut n = 0;
         while n < max {
             let fast = match self.state {
-                State::Pcap { .. } => self.next_mapped_pcap(),
-                State::Pcapng { .. } => self.next_mapped_epb(),
+                State::Pcap { .. } => self.next_whole_pcap(),
+                State::Pcapng { .. } => self.next_whole_epb(),
             };
             let Some((start, len, ts, linktype, orig_len, offset)) = fast else {
                 break;
@@ -683,24 +601,21 @@ impl CaptureReader {
     }
 
     /// The common case, kept small and branch-light: a classic pcap record
-    /// lying whole in a mapped file. `None` sends everything else (pcapng,
-    /// streams, the end of the file, damage) the general way.
+    /// lying whole in the buffer. `None` sends everything else (pcapng, a
+    /// record not yet read in whole, the end of the input, damage) the
+    /// general way.
     #[inline(always)]
     #[allow(clippy::type_complexity)]
-    fn next_mapped_pcap(&mut self) -> Option<(usize, usize, Timestamp, u32, u32, u64)> {
-        let (
-            State::Pcap {
-                le,
-                nanos,
-                linktype,
-            },
-            Buf::Mapped(m),
-        ) = (&self.state, &self.buf)
+    fn next_whole_pcap(&mut self) -> Option<(usize, usize, Timestamp, u32, u32, u64)> {
+        let State::Pcap {
+            le,
+            nanos,
+            linktype,
+        } = self.state
         else {
             return None;
         };
-        let (le, nanos, linktype) = (*le, *nanos, *linktype);
-        let m: &[u8] = m;
+        let m: &[u8] = &self.buf[..self.end];
         let pos = self.pos;
         // Modified pcap (24-byte records) has the top bit set: general path.
         let h: &[u8; 16] = m.get(pos..pos + 16)?.try_into().ok()?;
@@ -718,35 +633,35 @@ impl CaptureReader {
         };
         let ts = Timestamp::from_parts(word(0) as i64, ns);
         let orig_len = word(12);
-        self.prefetched = prefetch_ahead(m, self.prefetched, start + caplen);
         self.pos = start + caplen;
         self.stats.packets += 1;
-        if start >= self.next_kick {
-            self.kick(start);
-        }
-        Some((start, caplen, ts, linktype, orig_len, pos as u64))
+        Some((
+            start,
+            caplen,
+            ts,
+            linktype,
+            orig_len,
+            self.base + pos as u64,
+        ))
     }
 
-    /// The pcapng counterpart of [`CaptureReader::next_mapped_pcap`]: an
-    /// enhanced packet block lying whole in a mapped file, with the checks
-    /// of the general path (which takes every other block, and every block
-    /// it declines here).
+    /// The pcapng counterpart of [`CaptureReader::next_whole_pcap`]: an
+    /// enhanced packet block lying whole in the buffer, with the checks of
+    /// the general path (which takes every other block, and every block it
+    /// declines here).
     #[inline(always)]
     #[allow(clippy::type_complexity)]
-    fn next_mapped_epb(&mut self) -> Option<(usize, usize, Timestamp, u32, u32, u64)> {
-        let (
-            State::Pcapng {
-                le,
-                ifaces,
-                last_ts,
-            },
-            Buf::Mapped(m),
-        ) = (&mut self.state, &self.buf)
+    fn next_whole_epb(&mut self) -> Option<(usize, usize, Timestamp, u32, u32, u64)> {
+        let State::Pcapng {
+            le,
+            ifaces,
+            last_ts,
+        } = &mut self.state
         else {
             return None;
         };
         let le = *le;
-        let m: &[u8] = m;
+        let m: &[u8] = &self.buf[..self.end];
         let pos = self.pos;
         // Block type and length, then the EPB's interface, time and lengths.
         let h: &[u8; 28] = m.get(pos..pos + 28)?.try_into().ok()?;
@@ -779,22 +694,16 @@ impl CaptureReader {
         };
         *last_ts = ts;
         let orig_len = word(24);
-        self.prefetched = prefetch_ahead(m, self.prefetched, pos + blen);
         self.pos = pos + blen;
         self.stats.packets += 1;
-        if pos >= self.next_kick {
-            self.kick(pos);
-        }
-        Some((pos + 28, caplen, ts, iface.linktype, orig_len, pos as u64))
-    }
-
-    /// Tells the pager that nothing below `start` is borrowed any more.
-    #[cold]
-    fn kick(&mut self, start: usize) {
-        if let Some(p) = &self.pager {
-            p.reached(start);
-        }
-        self.next_kick = start + pager::KICK_EVERY;
+        Some((
+            pos + 28,
+            caplen,
+            ts,
+            iface.linktype,
+            orig_len,
+            self.base + pos as u64,
+        ))
     }
 
     #[inline(never)]
@@ -806,12 +715,6 @@ impl CaptureReader {
         match r {
             Ok(Some((start, len, ts, linktype, orig_len, offset))) => {
                 self.stats.packets += 1;
-                if let Buf::Mapped(m) = &self.buf {
-                    self.prefetched = prefetch_ahead(m, self.prefetched, self.pos);
-                    if start >= self.next_kick {
-                        self.kick(start);
-                    }
-                }
                 Ok(Some(Packet {
                     ts,
                     linktype,

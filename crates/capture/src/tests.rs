@@ -274,17 +274,28 @@ fn trickling_pipe_yields_the_same_packets() {
     assert_eq!(got, want);
 }
 
-/// Reads a file as `rstscope analyze` does: runs of packets through
-/// [`CaptureReader::for_each_mapped`] (here of 1 to 4 packets, sometimes
+/// Hands out its bytes at most `.1` at a time, like a pipe written in
+/// small pieces: records then often lie only partly in the reader's buffer.
+struct Chunky(io::Cursor<Vec<u8>>, usize);
+
+impl Read for Chunky {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.1);
+        self.0.read(&mut buf[..n])
+    }
+}
+
+/// Reads as `rstscope analyze` does: runs of packets through
+/// [`CaptureReader::for_each_buffered`] (here of 1 to 4 packets, sometimes
 /// cut short by the callback), each other one through `next_packet`.
-fn read_path(path: &std::path::Path) -> ReadAll {
+fn read_runs(r: Result<CaptureReader, crate::Error>) -> ReadAll {
     let mut out = Vec::new();
-    let mut r = match CaptureReader::open(path) {
+    let mut r = match r {
         Ok(r) => r,
         Err(e) => return (out, Some(e.to_string())),
     };
     for round in 0usize.. {
-        let n = r.for_each_mapped(round % 4 + 1, |p| {
+        let n = r.for_each_buffered(round % 4 + 1, |p| {
             out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len));
             out.len() % 7 != 0
         });
@@ -296,7 +307,7 @@ fn read_path(path: &std::path::Path) -> ReadAll {
             Ok(None) => return (out, None),
             Err(e) => {
                 // Finished for good after an error, on either path.
-                assert_eq!(r.for_each_mapped(9, |_| true), 0);
+                assert_eq!(r.for_each_buffered(9, |_| true), 0);
                 return (out, Some(e.to_string()));
             }
         }
@@ -321,12 +332,14 @@ impl Drop for TempFile {
     }
 }
 
-/// Uncompressed files are memory-mapped rather than read: the packets and
-/// the errors (with their offsets) must be exactly those of the streaming
-/// reader, for whole files and for files cut at every byte.
+/// The fast path (records lying whole in the buffer) and the general one
+/// give the same packets and the same errors, with their offsets: for
+/// files, and for input arriving in pieces of any size, whole and cut at
+/// every byte. A reader fed one byte at a time never holds a record whole
+/// before the general path asks for it, so it is the reference.
 #[test]
-fn mapped_files_read_like_streams() {
-    let tmp = TempFile::new("map");
+fn fast_and_general_paths_read_alike() {
+    let tmp = TempFile::new("file");
     let path = tmp.0.clone();
     for f in [
         pcap(true, true, 1, &[(1, 2, b"first"), (3, 4, b"second")]),
@@ -334,10 +347,39 @@ fn mapped_files_read_like_streams() {
         two_section_pcapng(),
     ] {
         for cut in 0..=f.len() {
-            std::fs::write(&path, &f[..cut]).unwrap();
-            let streamed = read_all(f[..cut].to_vec());
-            assert_eq!(read_path(&path), streamed, "cut at {cut}");
+            let bytes = f[..cut].to_vec();
+            let general = {
+                let mut out = Vec::new();
+                let err = match CaptureReader::from_reader(Box::new(Trickle(bytes.clone(), 0))) {
+                    Err(e) => Some(e.to_string()),
+                    Ok(mut r) => loop {
+                        match r.next_packet() {
+                            Ok(Some(p)) => {
+                                out.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len))
+                            }
+                            Ok(None) => break None,
+                            Err(e) => break Some(e.to_string()),
+                        }
+                    },
+                };
+                (out, err)
+            };
+            assert_eq!(read_all(bytes.clone()), general, "whole, cut at {cut}");
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(
+                read_runs(CaptureReader::open(&path)),
+                general,
+                "file, cut at {cut}"
+            );
+            for piece in [2, 3, 5, 16, 29] {
+                let r = CaptureReader::from_reader(Box::new(Chunky(
+                    io::Cursor::new(bytes.clone()),
+                    piece,
+                )));
+                assert_eq!(read_runs(r), general, "pieces of {piece}, cut at {cut}");
+            }
         }
+        std::fs::write(&path, &f).unwrap();
         let mut r = CaptureReader::open(&path).unwrap();
         while r.next_packet().unwrap().is_some() {}
         assert_eq!(
@@ -348,19 +390,19 @@ fn mapped_files_read_like_streams() {
     }
 }
 
-/// A file big enough for the pager thread: every packet comes out as the
-/// streaming reader gives it (the fast path for mapped pcap records and the
-/// general path agree, up to the damage at the end), and pages already read
-/// are given back, so the resident size stays below the file's size.
+/// A file many buffers long: every packet, with its offset, comes out the
+/// same read in runs of up to 65,536 packets as the analysis reads it,
+/// packet by packet, and from a pipe delivering odd-sized pieces (records
+/// across every buffer boundary), up to the damage at the end.
 #[test]
-fn big_mapped_files_read_like_streams_and_stay_small() {
+fn big_files_read_alike_in_runs_and_in_pieces() {
     let tmp = TempFile::new("big");
     let path = tmp.0.clone();
     for le in [true, false] {
         let w32 = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
         let mut f = pcap(le, false, 1, &[]);
         let mut i = 0u32;
-        while f.len() < 48 << 20 {
+        while f.len() < 12 << 20 {
             let len = 60 + (i.wrapping_mul(2_654_435_761) % 1441) as usize;
             f.extend_from_slice(&w32(1_700_000_000 + i / 1000));
             f.extend_from_slice(&w32((i % 1000) * 997));
@@ -377,8 +419,8 @@ fn big_mapped_files_read_like_streams_and_stay_small() {
         f.extend_from_slice(b"short");
         std::fs::write(&path, &f).unwrap();
 
-        // Runs of up to `batch` packets through `for_each_mapped` (0: none),
-        // the rest through `next_packet`.
+        // Runs of up to `batch` packets through `for_each_buffered` (0:
+        // none), the rest through `next_packet`.
         let digest = |r: &mut CaptureReader, batch: usize| {
             let (mut n, mut h) = (0u64, 0u64);
             let mut add = |p: crate::Packet| {
@@ -396,7 +438,7 @@ fn big_mapped_files_read_like_streams_and_stay_small() {
                 }
             };
             let err = loop {
-                if r.for_each_mapped(batch, |p| {
+                if r.for_each_buffered(batch, |p| {
                     add(p);
                     true
                 }) > 0
@@ -411,40 +453,18 @@ fn big_mapped_files_read_like_streams_and_stay_small() {
             };
             (n, h, err)
         };
-        let got = digest(&mut CaptureReader::open(&path).unwrap(), 0);
-        let mut mapped = CaptureReader::open(&path).unwrap();
-        assert_eq!(digest(&mut mapped, 65536), got, "in runs, le {le}");
-        let mut streamed =
-            CaptureReader::from_reader(Box::new(std::fs::File::open(&path).unwrap())).unwrap();
-        assert_eq!(got, digest(&mut streamed, 0), "le {le}");
-        assert_eq!(got.0, i as u64);
-        assert!(
-            got.2.as_deref().unwrap_or("").contains("truncated"),
-            "{got:?}"
+        let got = digest(&mut CaptureReader::open(&path).unwrap(), 65536);
+        assert_eq!(
+            digest(&mut CaptureReader::open(&path).unwrap(), 0),
+            got,
+            "packet by packet, le {le}"
         );
-
-        // The pager works on its own thread: give it a moment to catch up.
-        let rss_file_kb = || {
-            std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("RssFile:"))
-                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                })
-        };
-        if let Some(mut kb) = rss_file_kb() {
-            for _ in 0..100 {
-                if kb < 32 << 10 {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                kb = rss_file_kb().unwrap_or(0);
-            }
-            assert!(
-                kb < 32 << 10,
-                "{kb} KiB of file pages resident after a 48 MiB file"
-            );
-        }
+        let pipe = Chunky(io::Cursor::new(f.clone()), 4093);
+        let mut piecewise = CaptureReader::from_reader(Box::new(pipe)).unwrap();
+        assert_eq!(digest(&mut piecewise, 65536), got, "in pieces, le {le}");
+        assert_eq!(got.0, i as u64);
+        let at = format!("at byte {}", f.len() - 21);
+        let err = got.2.as_deref().unwrap_or("");
+        assert!(err.contains("truncated") && err.contains(&at), "{got:?}");
     }
 }
