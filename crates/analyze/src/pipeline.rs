@@ -60,7 +60,7 @@ const RST_PAYLOAD: usize = 512;
 /// store buffer. On the benchmark capture that was 6 stalled loads per
 /// packet on the reading thread (32.6 M in all, counted with AMD's event
 /// `r0224`; 8–10 M once the decoded segment was matched by reference and
-/// copied field by field, and 5% fewer cycles in all; 10–12 M with the
+/// copied field by field, and 5% fewer cycles in all; 9.5–9.8 M with the
 /// reading loop as it is now).
 #[repr(C)]
 #[derive(Default)]
