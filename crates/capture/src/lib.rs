@@ -39,9 +39,10 @@ pub const MAX_BLOCK: usize = 16 * 1024 * 1024;
 /// memory-mapped reading this replaced: 256 KiB chunks 12% less time
 /// (0.218 s against 0.249 s, 11 interleaved runs) when the page cache holds
 /// the file in large folios, as right after it was written or read back;
-/// 2–4% more when it holds 4 KiB pages (0.291–0.297 s against 0.285 s).
-/// 1 MiB chunks, which overflow that cache with the trackers' data,
-/// gained only 5%; 64–512 KiB all did as well as 256 KiB.
+/// with 4 KiB folios once 2–4% more (0.291–0.297 s against 0.285 s), once
+/// 8% less (0.221 s against 0.240 s, 15 runs, with 8 queued batches in the
+/// analysis). 1 MiB chunks, which overflow that cache with the trackers'
+/// data, gained only 5%; 64–512 KiB all did as well as 256 KiB.
 pub const READ_CHUNK: usize = 256 << 10;
 
 /// One captured packet, borrowed from the reader's buffer.
