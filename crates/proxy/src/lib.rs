@@ -77,28 +77,19 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-/// An API error's message for a configuration file or a command-line
-/// argument: without Toxiproxy's "bad request body: " prefix, which the
-/// shared parsers put there for HTTP clients.
-fn outside_api(message: &str) -> &str {
-    message
-        .strip_prefix("bad request body: ")
-        .unwrap_or(message)
-}
-
 fn run_inner(args: Args) -> anyhow::Result<()> {
     let mut proxies = Vec::new();
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         proxies = parse_config(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), outside_api(&e.message)))?;
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
     }
     if let (Some(listen), Some(upstream)) = (&args.listen, &args.upstream) {
         let mut toxics: Vec<Toxic> = Vec::new();
         for t in &args.toxic {
-            let t = parse_cli_toxic(t)
-                .map_err(|e| anyhow::anyhow!("--toxic {t:?}: {}", outside_api(&e.message)))?;
+            let t =
+                parse_cli_toxic(t).map_err(|e| anyhow::anyhow!("--toxic {t:?}: {}", e.message))?;
             if toxics.iter().any(|x| x.name == t.name) {
                 anyhow::bail!(
                     "--toxic: two toxics named {:?} (give one a name=...)",
@@ -312,25 +303,25 @@ pub fn raise_nofile() {
 
 #[cfg(test)]
 mod tests {
-    use super::{outside_api, parse_cli_toxic, parse_config};
+    use super::{parse_cli_toxic, parse_config};
 
     #[test]
     fn file_and_argument_errors_do_not_speak_of_a_request_body() {
         let e = parse_config("[{\"name\":\"x\"").unwrap_err();
-        assert!(e.message.starts_with("bad request body: "), "{}", e.message);
         assert!(
-            outside_api(&e.message).starts_with("EOF while parsing"),
-            "{}",
-            e.message
+            e.to_json()["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("bad request body: "),
+            "{e}"
         );
+        assert!(e.message.starts_with("EOF while parsing"), "{}", e.message);
         let e = parse_config("{}").unwrap_err();
-        assert_eq!(outside_api(&e.message), "expected a JSON array of proxies");
+        assert_eq!(e.message, "expected a JSON array of proxies");
         let e = parse_cli_toxic("reset_peer,nosuch=1").unwrap_err();
-        assert!(
-            outside_api(&e.message).starts_with("unknown attribute"),
-            "{}",
-            e.message
-        );
-        assert_eq!(outside_api("duplicate proxy name"), "duplicate proxy name");
+        assert!(e.message.starts_with("unknown attribute"), "{}", e.message);
+        let e = parse_config(r#"[{"name":"a","listen":"127.0.0.1:1","upstream":"127.0.0.1:2"},{"name":"a","listen":"127.0.0.1:3","upstream":"127.0.0.1:4"}]"#).unwrap_err();
+        assert_eq!(e.message, "duplicate proxy name \"a\"");
+        assert_eq!(e.to_json()["error"], "duplicate proxy name \"a\"");
     }
 }

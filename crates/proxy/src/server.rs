@@ -43,17 +43,15 @@ impl ProxyConfig {
         let at = index
             .map(|i| format!(" at proxy {}", i + 1))
             .unwrap_or_default();
-        let o = v.as_object().ok_or_else(|| {
-            ApiError::bad(format!(
-                "bad request body: a proxy must be a JSON object{at}"
-            ))
-        })?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| ApiError::bad_body(format!("a proxy must be a JSON object{at}")))?;
         let s = |k: &str| -> Result<String, ApiError> {
             match o.get(k) {
                 None | Some(Value::Null) => Ok(String::new()),
                 Some(Value::String(s)) => Ok(s.clone()),
-                Some(_) => Err(ApiError::bad(format!(
-                    "bad request body: field {k} must be a string{at}"
+                Some(_) => Err(ApiError::bad_body(format!(
+                    "field {k} must be a string{at}"
                 ))),
             }
         };
@@ -70,8 +68,8 @@ impl ProxyConfig {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                return Err(ApiError::bad(format!(
-                    "bad request body: field enabled must be a boolean{at}"
+                return Err(ApiError::bad_body(format!(
+                    "field enabled must be a boolean{at}"
                 )))
             }
         };
@@ -90,11 +88,7 @@ impl ProxyConfig {
                     toxics.push(t);
                 }
             }
-            Some(_) => {
-                return Err(ApiError::bad(format!(
-                    "bad request body: toxics must be an array{at}"
-                )))
-            }
+            Some(_) => return Err(ApiError::bad_body(format!("toxics must be an array{at}"))),
         }
         Ok(ProxyConfig {
             name,
@@ -112,11 +106,10 @@ impl ProxyConfig {
 
 /// Parses a configuration file's text: Toxiproxy's JSON array of proxies.
 pub fn parse_config(text: &str) -> Result<Vec<ProxyConfig>, ApiError> {
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| ApiError::bad(format!("bad request body: {e}")))?;
+    let v: Value = serde_json::from_str(text).map_err(|e| ApiError::bad_body(format!("{e}")))?;
     let a = v
         .as_array()
-        .ok_or_else(|| ApiError::bad("bad request body: expected a JSON array of proxies"))?;
+        .ok_or_else(|| ApiError::bad_body("expected a JSON array of proxies"))?;
     let mut out: Vec<ProxyConfig> = Vec::new();
     for (i, p) in a.iter().enumerate() {
         let p = ProxyConfig::from_json(p, Some(i))?;
@@ -412,7 +405,7 @@ fn err(e: ApiError) -> Response {
 }
 
 fn body_json(b: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(b).map_err(|e| ApiError::bad(format!("bad request body: {e}")))
+    serde_json::from_slice(b).map_err(|e| ApiError::bad_body(format!("{e}")))
 }
 
 fn not_found() -> ApiError {
@@ -509,7 +502,7 @@ async fn populate(State(s): S, b: Bytes) -> Response {
             if let Err(x) = s.start(&mut e).await {
                 return ok(
                     x.status,
-                    json!({"error": x.message, "status": x.status, "proxies": out}),
+                    json!({"error": x.api_message(), "status": x.status, "proxies": out}),
                 );
             }
         }
@@ -534,7 +527,7 @@ async fn proxy_update(State(s): S, Path(name): Path<String>, b: Bytes) -> Respon
     };
     let v = match body_json(&b) {
         Ok(Value::Object(o)) => o,
-        Ok(_) => return err(ApiError::bad("bad request body: expected a JSON object")),
+        Ok(_) => return err(ApiError::bad_body("expected a JSON object")),
         Err(x) => return err(x),
     };
     let get_s = |k: &str, cur: &str| -> Result<String, ApiError> {
@@ -542,9 +535,7 @@ async fn proxy_update(State(s): S, Path(name): Path<String>, b: Bytes) -> Respon
             None | Some(Value::Null) => Ok(cur.to_string()),
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             Some(Value::String(_)) => Ok(cur.to_string()),
-            Some(_) => Err(ApiError::bad(format!(
-                "bad request body: field {k} must be a string"
-            ))),
+            Some(_) => Err(ApiError::bad_body(format!("field {k} must be a string"))),
         }
     };
     let (listen, upstream) = match (get_s("listen", &e.listen), get_s("upstream", &e.upstream)) {
@@ -554,11 +545,7 @@ async fn proxy_update(State(s): S, Path(name): Path<String>, b: Bytes) -> Respon
     let enabled = match v.get("enabled") {
         None | Some(Value::Null) => e.enabled,
         Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return err(ApiError::bad(
-                "bad request body: field enabled must be a boolean",
-            ))
-        }
+        Some(_) => return err(ApiError::bad_body("field enabled must be a boolean")),
     };
     let changed = listen != e.listen || upstream != e.upstream;
     if changed || !enabled {

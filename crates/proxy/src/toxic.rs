@@ -260,8 +260,8 @@ impl Kind {
                 continue;
             }
             if !allowed.contains(&k.as_str()) {
-                return Err(ApiError::bad(format!(
-                    "bad request body: unknown attribute {k:?} for toxic type {ty} (known: {})",
+                return Err(ApiError::bad_body(format!(
+                    "unknown attribute {k:?} for toxic type {ty} (known: {})",
                     if allowed.is_empty() {
                         "none".to_string()
                     } else {
@@ -293,13 +293,11 @@ impl Kind {
             "slicer" => {
                 let (a, v) = (num("average_size")?, num("size_variation")?);
                 if a == 0 {
-                    return Err(ApiError::bad(
-                        "bad request body: slicer average_size must be at least 1",
-                    ));
+                    return Err(ApiError::bad_body("slicer average_size must be at least 1"));
                 }
                 if v >= a {
-                    return Err(ApiError::bad(
-                        "bad request body: slicer size_variation must be less than average_size",
+                    return Err(ApiError::bad_body(
+                        "slicer size_variation must be less than average_size",
                     ));
                 }
                 Kind::Slicer {
@@ -314,8 +312,8 @@ impl Kind {
             "idle_reset" => {
                 let t = num("timeout")?;
                 if t == 0 {
-                    return Err(ApiError::bad(
-                        "bad request body: idle_reset timeout must be at least 1 ms",
+                    return Err(ApiError::bad_body(
+                        "idle_reset timeout must be at least 1 ms",
                     ));
                 }
                 Kind::IdleReset {
@@ -326,8 +324,8 @@ impl Kind {
             "reset_after" => {
                 let (bytes, ms) = (get_u64(&cur, "bytes")?, get_u64(&cur, "ms")?);
                 if bytes.is_none() && ms.is_none() {
-                    return Err(ApiError::bad(
-                        "bad request body: reset_after needs attribute bytes or ms",
+                    return Err(ApiError::bad_body(
+                        "reset_after needs attribute bytes or ms",
                     ));
                 }
                 Kind::ResetAfter { bytes, ms }
@@ -341,14 +339,14 @@ impl Kind {
                         "refuse" => LimitMode::Refuse,
                         "queue" => LimitMode::Queue,
                         _ => {
-                            return Err(ApiError::bad(format!(
-                                "bad request body: limit_connections mode {s:?} is not one of reset, refuse, queue"
+                            return Err(ApiError::bad_body(format!(
+                                "limit_connections mode {s:?} is not one of reset, refuse, queue"
                             )))
                         }
                     },
                     Some(_) => {
-                        return Err(ApiError::bad(
-                            "bad request body: limit_connections mode must be a string: reset, refuse or queue",
+                        return Err(ApiError::bad_body(
+                            "limit_connections mode must be a string: reset, refuse or queue",
                         ))
                     }
                 };
@@ -373,12 +371,12 @@ fn get_u64(m: &Map<String, Value>, k: &str) -> Result<Option<u64>, ApiError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(v) => Ok(Some(v)),
-            None => Err(ApiError::bad(format!(
-                "bad request body: attribute {k} must be a non-negative integer, got {n}"
+            None => Err(ApiError::bad_body(format!(
+                "attribute {k} must be a non-negative integer, got {n}"
             ))),
         },
-        Some(v) => Err(ApiError::bad(format!(
-            "bad request body: attribute {k} must be a non-negative integer, got {v}"
+        Some(v) => Err(ApiError::bad_body(format!(
+            "attribute {k} must be a non-negative integer, got {v}"
         ))),
     }
 }
@@ -389,8 +387,8 @@ fn get_bool(m: &Map<String, Value>, k: &str) -> Result<Option<bool>, ApiError> {
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(false)),
         Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(true)),
-        Some(v) => Err(ApiError::bad(format!(
-            "bad request body: attribute {k} must be true/false or 0/1, got {v}"
+        Some(v) => Err(ApiError::bad_body(format!(
+            "attribute {k} must be true/false or 0/1, got {v}"
         ))),
     }
 }
@@ -419,7 +417,7 @@ impl Toxic {
     pub fn from_json(v: &Value) -> Result<Toxic, ApiError> {
         let o = v
             .as_object()
-            .ok_or_else(|| ApiError::bad("bad request body: a toxic must be a JSON object"))?;
+            .ok_or_else(|| ApiError::bad_body("a toxic must be a JSON object"))?;
         let ty = match o.get("type") {
             Some(Value::String(s)) => s.as_str(),
             None | Some(Value::Null) => {
@@ -428,43 +426,27 @@ impl Toxic {
                     TYPES.join(", ")
                 )))
             }
-            Some(_) => {
-                return Err(ApiError::bad(
-                    "bad request body: field type must be a string",
-                ))
-            }
+            Some(_) => return Err(ApiError::bad_body("field type must be a string")),
         };
         let stream = match o.get("stream") {
             None | Some(Value::Null) => Stream::Downstream,
             Some(Value::String(s)) if s.is_empty() => Stream::Downstream,
             Some(Value::String(s)) => Stream::parse(s)?,
-            Some(_) => {
-                return Err(ApiError::bad(
-                    "bad request body: field stream must be a string",
-                ))
-            }
+            Some(_) => return Err(ApiError::bad_body("field stream must be a string")),
         };
         let toxicity = get_toxicity(o)?.unwrap_or(1.0);
         let empty = Map::new();
         let attrs = match o.get("attributes") {
             None | Some(Value::Null) => &empty,
             Some(Value::Object(m)) => m,
-            Some(_) => {
-                return Err(ApiError::bad(
-                    "bad request body: attributes must be a JSON object",
-                ))
-            }
+            Some(_) => return Err(ApiError::bad_body("attributes must be a JSON object")),
         };
         let kind = Kind::from_attrs(ty, None, attrs)?;
         let name = match o.get("name") {
             None | Some(Value::Null) => format!("{ty}_{}", stream.id()),
             Some(Value::String(s)) if s.is_empty() => format!("{ty}_{}", stream.id()),
             Some(Value::String(s)) => s.clone(),
-            Some(_) => {
-                return Err(ApiError::bad(
-                    "bad request body: field name must be a string",
-                ))
-            }
+            Some(_) => return Err(ApiError::bad_body("field name must be a string")),
         };
         Ok(Toxic {
             name,
@@ -481,16 +463,12 @@ impl Toxic {
     pub fn updated(&self, v: &Value) -> Result<Toxic, ApiError> {
         let o = v
             .as_object()
-            .ok_or_else(|| ApiError::bad("bad request body: a toxic must be a JSON object"))?;
+            .ok_or_else(|| ApiError::bad_body("a toxic must be a JSON object"))?;
         let empty = Map::new();
         let attrs = match o.get("attributes") {
             None | Some(Value::Null) => &empty,
             Some(Value::Object(m)) => m,
-            Some(_) => {
-                return Err(ApiError::bad(
-                    "bad request body: attributes must be a JSON object",
-                ))
-            }
+            Some(_) => return Err(ApiError::bad_body("attributes must be a JSON object")),
         };
         let kind = Kind::from_attrs(self.kind.type_name(), Some(&self.kind), attrs)?;
         Ok(Toxic {
@@ -524,12 +502,12 @@ fn get_toxicity(o: &Map<String, Value>) -> Result<Option<f32>, ApiError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(t) if (0.0..=1.0).contains(&t) => Ok(Some(t as f32)),
-            _ => Err(ApiError::bad(format!(
-                "bad request body: toxicity must be between 0 and 1, got {n}"
+            _ => Err(ApiError::bad_body(format!(
+                "toxicity must be between 0 and 1, got {n}"
             ))),
         },
-        Some(v) => Err(ApiError::bad(format!(
-            "bad request body: toxicity must be a number, got {v}"
+        Some(v) => Err(ApiError::bad_body(format!(
+            "toxicity must be a number, got {v}"
         ))),
     }
 }
@@ -537,18 +515,26 @@ fn get_toxicity(o: &Map<String, Value>) -> Result<Option<f32>, ApiError> {
 /// An API error: Toxiproxy's `{"error": "...", "status": N}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
-    /// The message.
+    /// The message, as a configuration file or the command line reports it.
     pub message: String,
     /// The HTTP status code.
     pub status: u16,
+    /// The request body was at fault: the API then puts "bad request
+    /// body: " in front of the message, as Toxiproxy does.
+    pub body: bool,
 }
 
 impl ApiError {
     /// A 400 Bad Request.
     pub fn bad(msg: impl Into<String>) -> Self {
+        ApiError::new(400, msg)
+    }
+    /// A 400 Bad Request for a body (a proxy or a toxic) that does not
+    /// parse or holds a bad value.
+    pub fn bad_body(msg: impl Into<String>) -> Self {
         ApiError {
-            message: msg.into(),
-            status: 400,
+            body: true,
+            ..ApiError::bad(msg)
         }
     }
     /// Any status.
@@ -556,17 +542,26 @@ impl ApiError {
         ApiError {
             message: msg.into(),
             status,
+            body: false,
+        }
+    }
+    /// The message as the HTTP API gives it.
+    pub fn api_message(&self) -> String {
+        if self.body {
+            format!("bad request body: {}", self.message)
+        } else {
+            self.message.clone()
         }
     }
     /// The JSON body.
     pub fn to_json(&self) -> Value {
-        serde_json::json!({"error": self.message, "status": self.status})
+        serde_json::json!({"error": self.api_message(), "status": self.status})
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (HTTP {})", self.message, self.status)
+        write!(f, "{} (HTTP {})", self.api_message(), self.status)
     }
 }
 
