@@ -34,8 +34,9 @@ pub const MAX_BLOCK: usize = 16 * 1024 * 1024;
 ///
 /// Small enough that the copy `read(2)` makes stays in the reading core's
 /// second-level cache until the packets in it are decoded, big enough that
-/// the system calls do not count. Measured on the benchmark capture
-/// (`scripts/bench-analyze`, 2 cores, file in the page cache), against the
+/// the system calls do not count. Measured on the benchmark capture (that
+/// of `scripts/bench-analyze`; 2 cores, file in the page cache, `rstscope
+/// analyze` under `perf stat` in interleaved runs), against the
 /// memory-mapped reading this replaced: 256 KiB chunks 12% less time
 /// (0.218 s against 0.249 s, 11 interleaved runs) when the page cache holds
 /// the file in large folios, as right after it was written or read back;
