@@ -432,7 +432,8 @@ impl HumanReport {
                 match e.sender {
                     Sender::Endpoint => "the endpoint itself",
                     Sender::Middlebox => "a middlebox",
-                    Sender::Unknown => "an unknown device",
+                    Sender::Unknown =>
+                        "the endpoint or a device on the path (not enough evidence to tell)",
                 },
                 e.confidence
             )?;

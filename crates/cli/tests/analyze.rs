@@ -297,6 +297,56 @@ fn json_verdicts_and_stable_fields() {
     assert_eq!(all.len(), 4);
 }
 
+/// A capture that begins with a connection's RST says nothing about its
+/// cause or its sender: the verdict says so instead of guessing, unless a
+/// later packet from the RST's address shows who sent it.
+#[test]
+fn an_rst_with_nothing_before_it_is_unknown() {
+    let d = tmp();
+    let mut c = Pcap::new();
+    let t = 1_700_000_000.0;
+    // Only the server's RST|ACK.
+    c.conn(40011, &[pkt(t, false, R | A, 9001, 1101, 0)]);
+    // The server's RST|ACK, then the server still sending with another TTL:
+    // the RST was forged, whatever the cause.
+    c.conn(
+        40012,
+        &[
+            Pkt {
+                ttl: Some(64),
+                ..pkt(t + 1.0, false, R | A, 9001, 1101, 0)
+            },
+            pkt(t + 1.2, false, P | A, 9001, 1101, 50),
+        ],
+    );
+    let f = c.write(&d, "lone.pcap");
+    let l = json_lines(&rstscope(
+        &["analyze", "--format", "json", f.to_str().unwrap()],
+        None,
+    ));
+    let lone = &by_port(&l, 40011)["reset"];
+    assert_eq!(lone["cause"], "unknown", "{lone}");
+    assert_eq!(lone["sender"], "unknown", "{lone}");
+    assert_eq!(lone["from"], "responder");
+    assert!(lone["confidence"].as_f64().unwrap() <= 0.3, "{lone}");
+    assert!(
+        lone["evidence"]
+            .to_string()
+            .contains("the capture holds no earlier packet of this connection"),
+        "{lone}"
+    );
+    let raced = &by_port(&l, 40012)["reset"];
+    assert_eq!(raced["sender"], "middlebox", "{raced}");
+    assert_eq!(raced["cause"], "firewall_reject", "{raced}");
+
+    let human = rstscope(&["analyze", f.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("sent by the endpoint or a device on the path (not enough evidence to tell)"),
+        "{text}"
+    );
+}
+
 #[test]
 fn idle_threshold_option_changes_the_verdict() {
     let d = tmp();

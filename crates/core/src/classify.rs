@@ -28,7 +28,9 @@
 //!
 //! A total of 1.0 or more makes the sender a middlebox. With no baseline at
 //! all (the endpoint sent nothing else) the sender is taken to be the
-//! endpoint, at lower confidence.
+//! endpoint, at lower confidence; but when the capture holds nothing of the
+//! connection before the RST and nothing from that address after it, the
+//! sender is `unknown`.
 //!
 //! # Cause
 //!
@@ -45,10 +47,13 @@
 //!    `data_after_close`.
 //! 5. An idle gap before the RST, or before the segment it answers →
 //!    `idle_timeout` (see [`Options::idle_threshold`]).
-//! 6. A reply-style RST (no ACK bit, seq = the answered segment's ack):
+//! 6. Nothing of the connection before the RST in the capture → `unknown`.
+//!    (The rules above need earlier packets, except a middlebox shown by
+//!    the sender's later packets and RST text naming a timeout.)
+//! 7. A reply-style RST (no ACK bit, seq = the answered segment's ack):
 //!    the answered segment acknowledged data never sent → `invalid_segment`,
 //!    else `unknown_connection` (the host has no socket for it).
-//! 7. An RST|ACK from a socket: the peer's data arrived after the sender's
+//! 8. An RST|ACK from a socket: the peer's data arrived after the sender's
 //!    last data (so it was never answered, likely unread) →
 //!    `unread_data_close`, else `abortive_close`.
 //!
@@ -235,8 +240,15 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             }
         }
     }
+    // Nothing of the connection before the RST is in the capture (it began
+    // before the capture did, or its packets went another way): no state to
+    // weigh the RST against.
+    let no_context = r.sender.pkts == 0 && r.peer.pkts == 0;
     let sender = if mb >= 1.0 {
         Sender::Middlebox
+    } else if no_context && all_ttl.n == 0 {
+        // Not even a later packet from that address to compare it with.
+        Sender::Unknown
     } else {
         Sender::Endpoint
     };
@@ -402,7 +414,15 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             }
         }
 
-        // 6. Reply-style RST: no socket, or an invalid segment.
+        if no_context {
+            ev.push(
+                "the capture holds no earlier packet of this connection (it began before the capture, or its packets were not captured): nothing to weigh the RST against"
+                    .to_string(),
+            );
+            break 'cause (Cause::Unknown, 0.3);
+        }
+
+        // 7. Reply-style RST: no socket, or an invalid segment.
         if !has_ack {
             if let Some(p) =
                 prev.filter(|p| p.side == peer && p.flags & F::ACK != 0 && p.ack == r.pkt.seq)
@@ -427,7 +447,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             }
         }
 
-        // 7. Reset from a live socket.
+        // 8. Reset from a live socket.
         if has_ack {
             let fits = r.sender.snd_nxt.map(|n| n == r.pkt.seq);
             if fits == Some(true) {
