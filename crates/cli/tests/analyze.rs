@@ -319,6 +319,15 @@ fn an_rst_with_nothing_before_it_is_unknown() {
             pkt(t + 1.2, false, P | A, 9001, 1101, 50),
         ],
     );
+    // A SYN, then an RST without ACK from the same side, nothing from the
+    // server: no rule explains it, and the evidence says what it is.
+    c.conn(
+        40013,
+        &[
+            pkt(t + 2.0, true, S, 1000, 0, 0),
+            pkt(t + 2.5, true, R, 1001, 0, 0),
+        ],
+    );
     let f = c.write(&d, "lone.pcap");
     let l = json_lines(&rstscope(
         &["analyze", "--format", "json", f.to_str().unwrap()],
@@ -338,6 +347,15 @@ fn an_rst_with_nothing_before_it_is_unknown() {
     let raced = &by_port(&l, 40012)["reset"];
     assert_eq!(raced["sender"], "middlebox", "{raced}");
     assert_eq!(raced["cause"], "firewall_reject", "{raced}");
+
+    let odd = &by_port(&l, 40013)["reset"];
+    assert_eq!(odd["cause"], "unknown", "{odd}");
+    assert!(
+        odd["evidence"].to_string().contains(
+            "no rule fits: an RST without ACK, seq 1001 (10.0.0.1's next sequence number), answering no segment from 198.18.0.5 in the capture"
+        ),
+        "{odd}"
+    );
 
     let human = rstscope(&["analyze", f.to_str().unwrap()], None);
     let text = String::from_utf8_lossy(&human.stdout);

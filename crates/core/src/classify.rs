@@ -56,6 +56,7 @@
 //! 8. An RST|ACK from a socket: the peer's data arrived after the sender's
 //!    last data (so it was never answered, likely unread) →
 //!    `unread_data_close`, else `abortive_close`.
+//! 9. Otherwise `unknown`, with a sentence saying what the RST was.
 //!
 //! Text in the RST's payload is quoted as evidence; text naming a timeout
 //! or idleness turns an otherwise unexplained reset into `idle_timeout`.
@@ -487,6 +488,21 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             );
             break 'cause (Cause::AbortiveClose, 0.7);
         }
+        // An RST without ACK that is no reply to the peer's last segment:
+        // say what it is, since no rule explains it.
+        let mut e = String::with_capacity(160 + me_ip.len() + peer_ip.len());
+        e.push_str("no rule fits: an RST without ACK, seq ");
+        text::push_u32(&mut e, r.pkt.seq);
+        if r.sender.snd_nxt == Some(r.pkt.seq) {
+            e.push_str(" (");
+            e.push_str(&me_ip);
+            e.push_str("'s next sequence number), answering no segment from ");
+        } else {
+            e.push_str(", answering no segment from ");
+        }
+        e.push_str(&peer_ip);
+        e.push_str(" in the capture");
+        ev.push(e);
         (Cause::Unknown, 0.3)
     };
 
