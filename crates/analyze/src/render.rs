@@ -3,7 +3,8 @@
 use crate::summary::ConnSummary;
 use crate::Stats;
 use rstscope_core::{text, Cause, Sender};
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{self, Write};
 
 /// Writes one NDJSON line: the field names and order of
@@ -321,13 +322,53 @@ pub struct HumanReport {
     limit: usize,
     by_cause: BTreeMap<Cause, u64>,
     by_sender: BTreeMap<Sender, u64>,
-    shown: Vec<ConnSummary>,
+    /// The most telling connections so far, the least telling on top (so it
+    /// is the one to drop), at most `min(limit, KEEP)`.
+    shown: BinaryHeap<Reverse<Telling>>,
     total: u64,
 }
 
 /// Most connections kept in memory for the detailed list; the summary
 /// counts every one.
 const KEEP: usize = 10_000;
+
+/// A reset connection ordered by how telling it is (greater: more):
+/// middlebox verdicts first, then by confidence, then the earlier RST, then
+/// by addresses, so that which connections are shown does not depend on the
+/// order they arrive in (with several tracking threads it varies).
+struct Telling(ConnSummary);
+
+impl Ord for Telling {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, b) = (&self.0, &other.0);
+        let (ra, rb) = (
+            &a.reset.as_ref().expect("only reset connections").event,
+            &b.reset.as_ref().expect("only reset connections").event,
+        );
+        let ma = ra.sender == Sender::Middlebox;
+        let mb = rb.sender == Sender::Middlebox;
+        ma.cmp(&mb)
+            .then(ra.confidence.total_cmp(&rb.confidence))
+            .then(rb.ts.cmp(&ra.ts))
+            .then(b.orig.cmp(&a.orig))
+            .then(b.resp.cmp(&a.resp))
+            .then(b.start.cmp(&a.start))
+    }
+}
+
+impl PartialOrd for Telling {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Telling {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Telling {}
 
 impl HumanReport {
     /// A report that details at most `limit` connections.
@@ -336,7 +377,7 @@ impl HumanReport {
             limit,
             by_cause: BTreeMap::new(),
             by_sender: BTreeMap::new(),
-            shown: Vec::new(),
+            shown: BinaryHeap::new(),
             total: 0,
         }
     }
@@ -347,8 +388,13 @@ impl HumanReport {
         self.total += 1;
         *self.by_cause.entry(r.event.cause).or_default() += 1;
         *self.by_sender.entry(r.event.sender).or_default() += 1;
-        if self.shown.len() < KEEP {
-            self.shown.push(c);
+        let c = Telling(c);
+        if self.shown.len() < self.limit.min(KEEP) {
+            self.shown.push(Reverse(c));
+        } else if let Some(mut least) = self.shown.peek_mut() {
+            if c > least.0 {
+                *least = Reverse(c);
+            }
         }
     }
 
@@ -398,21 +444,16 @@ impl HumanReport {
         }
         writeln!(out)?;
 
-        // Most telling first: middlebox verdicts, then by confidence, then time.
-        self.shown.sort_by(|a, b| {
-            let (ra, rb) = (
-                a.reset.as_ref().expect("kept"),
-                b.reset.as_ref().expect("kept"),
-            );
-            let ma = ra.event.sender == Sender::Middlebox;
-            let mb = rb.event.sender == Sender::Middlebox;
-            mb.cmp(&ma)
-                .then(rb.event.confidence.total_cmp(&ra.event.confidence))
-                .then(ra.event.ts.cmp(&rb.event.ts))
-        });
-        let n = self.shown.len().min(self.limit);
+        // Most telling first (see `Telling`); `into_sorted_vec` sorts
+        // ascending, which for `Reverse` is the most telling first.
+        let shown: Vec<ConnSummary> = std::mem::take(&mut self.shown)
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Reverse(Telling(c))| c)
+            .collect();
+        let n = shown.len();
         writeln!(out, "Reset connections, most telling first:")?;
-        for c in &self.shown[..n] {
+        for c in &shown {
             let r = c.reset.as_ref().expect("kept");
             let e = &r.event;
             let (y, mo, d, h, mi, s) = civil(e.ts.0.div_euclid(1_000_000_000));

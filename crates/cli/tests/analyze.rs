@@ -546,6 +546,68 @@ fn human_report_opens_with_the_summary() {
 /// Zeek's own conn.log baselines (../shared/corpora/zeek): every expected
 /// connection must be found with Zeek's conn_state and history. Rows with
 /// the same 4-tuple are matched in order (port reuse gives several).
+/// The detailed list holds the most telling connections of the whole
+/// capture, not of its first few thousand resets: a forged RST after
+/// 12,000 refused connections still comes first, on any number of threads.
+#[test]
+fn the_most_telling_reset_is_shown_however_late_it_comes() {
+    let d = tmp();
+    let mut c = Pcap::new();
+    let t = 1_700_000_000.0;
+    for i in 0..12_000u32 {
+        let at = t + i as f64 * 0.001;
+        c.conn(
+            (20_000 + i) as u16,
+            &[
+                pkt(at, true, S, 1000, 0, 0),
+                pkt(at + 0.0005, false, R | A, 0, 1001, 0),
+            ],
+        );
+    }
+    let at = t + 20.0;
+    c.conn(
+        40099,
+        &[
+            pkt(at, true, S, 1000, 0, 0),
+            pkt(at + 0.01, false, S | A, 9000, 1001, 0),
+            pkt(at + 0.02, true, A, 1001, 9001, 0),
+            pkt(at + 0.03, true, P | A, 1001, 9001, 100),
+            Pkt {
+                ttl: Some(64),
+                ipid: Some(0),
+                ..pkt(at + 0.031, false, R | A, 9001, 1101, 0)
+            },
+            pkt(at + 0.05, false, P | A, 9001, 1101, 50),
+        ],
+    );
+    let f = c.write(&d, "late.pcap");
+    let mut reports = Vec::new();
+    for threads in ["1", "3"] {
+        let out = rstscope(
+            &[
+                "analyze",
+                "--threads",
+                threads,
+                "--limit",
+                "3",
+                f.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        let list = &t[t.find("Reset connections, most telling first").unwrap()..];
+        let first = list.lines().nth(2).unwrap_or_default();
+        assert!(
+            first.contains("10.0.0.1:40099 -> 198.18.0.5:80"),
+            "{threads} threads: the forged RST should come first:\n{t}"
+        );
+        assert!(t.contains("... and 11998 more"), "{t}");
+        reports.push(t);
+    }
+    assert_eq!(reports[0], reports[1], "the same report on 1 and 3 threads");
+}
+
 #[test]
 fn agrees_with_zeek_baselines() {
     let corp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/zeek");
