@@ -78,7 +78,8 @@ pub struct Args {
     /// Retire a connection after this many seconds without packets.
     #[arg(long, value_name = "SECONDS", default_value_t = 7500.0)]
     pub conn_timeout: f64,
-    /// Human format: how many reset connections to detail.
+    /// Human format: how many reset connections to detail, the most telling
+    /// first (at most 10,000).
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// Connection-tracking threads; 0 picks one per core plus one (at most

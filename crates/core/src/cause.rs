@@ -309,11 +309,21 @@ impl fmt::Display for Sender {
 
 /// An unknown id was given where a cause, side or sender was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownId(pub String);
+pub struct UnknownId {
+    /// What was given.
+    pub given: String,
+    /// The ids that would have been accepted.
+    pub known: Vec<&'static str>,
+}
 
 impl fmt::Display for UnknownId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown id {:?}", self.0)
+        write!(
+            f,
+            "unknown id {:?} (known: {})",
+            self.given,
+            self.known.join(", ")
+        )
     }
 }
 
@@ -326,7 +336,10 @@ impl FromStr for Cause {
             .iter()
             .copied()
             .find(|c| c.id() == s)
-            .ok_or_else(|| UnknownId(s.to_string()))
+            .ok_or_else(|| UnknownId {
+                given: s.to_string(),
+                known: Cause::ALL.iter().map(|c| c.id()).collect(),
+            })
     }
 }
 
@@ -336,7 +349,10 @@ impl FromStr for Side {
         match s {
             "originator" => Ok(Side::Originator),
             "responder" => Ok(Side::Responder),
-            _ => Err(UnknownId(s.to_string())),
+            _ => Err(UnknownId {
+                given: s.to_string(),
+                known: vec!["originator", "responder"],
+            }),
         }
     }
 }
@@ -348,7 +364,10 @@ impl FromStr for Sender {
             "endpoint" => Ok(Sender::Endpoint),
             "middlebox" => Ok(Sender::Middlebox),
             "unknown" => Ok(Sender::Unknown),
-            _ => Err(UnknownId(s.to_string())),
+            _ => Err(UnknownId {
+                given: s.to_string(),
+                known: vec!["endpoint", "middlebox", "unknown"],
+            }),
         }
     }
 }
@@ -385,7 +404,16 @@ mod tests {
             let json = serde_json_like(*c);
             assert_eq!(json, c.id());
         }
-        assert!("nope".parse::<Cause>().is_err());
+        let e = "nope".parse::<Cause>().unwrap_err().to_string();
+        assert!(
+            e.starts_with("unknown id \"nope\" (known: refused, handshake_abort, "),
+            "{e}"
+        );
+        let e = "nope".parse::<Sender>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown id \"nope\" (known: endpoint, middlebox, unknown)"
+        );
     }
 
     // serde's rename_all must agree with the hand-written ids.
