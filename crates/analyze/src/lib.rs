@@ -109,13 +109,18 @@ pub struct Options {
 }
 
 impl Options {
-    /// The summary of a finished connection, if it is handed to the sink.
-    fn summary(&self, c: &rstscope_core::flow::Conn) -> Option<ConnSummary> {
+    /// The summary of a finished connection, if it is handed to the sink,
+    /// written into strings recycled in `scratch`.
+    fn summary(
+        &self,
+        c: &rstscope_core::flow::Conn,
+        scratch: &mut classify::Scratch,
+    ) -> Option<ConnSummary> {
         (c.resets > 0 || !self.resets_only).then(|| {
             let copts = classify::Options {
                 idle_threshold: self.idle_threshold,
             };
-            summary::summarize(c, &copts)
+            summary::summarize_with(c, &copts, scratch)
         })
     }
 }
@@ -221,8 +226,9 @@ pub(crate) trait Collect: Sync {
     type Group: Send;
     /// An empty group.
     fn group(&self) -> Self::Group;
-    /// Adds one finished connection.
-    fn add(&self, group: &mut Self::Group, c: ConnSummary);
+    /// Adds one finished connection; what is not kept may go back to
+    /// `scratch` (see [`summary::recycle`]).
+    fn add(&self, group: &mut Self::Group, c: ConnSummary, scratch: &mut classify::Scratch);
     /// Whether nothing was added.
     fn is_empty(&self, group: &Self::Group) -> bool;
 }
@@ -235,7 +241,7 @@ impl Collect for Summaries {
     fn group(&self) -> Vec<ConnSummary> {
         Vec::new()
     }
-    fn add(&self, group: &mut Vec<ConnSummary>, c: ConnSummary) {
+    fn add(&self, group: &mut Vec<ConnSummary>, c: ConnSummary, _: &mut classify::Scratch) {
         group.push(c);
     }
     fn is_empty(&self, group: &Vec<ConnSummary>) -> bool {
@@ -393,14 +399,19 @@ fn stream_serial<C: Collect>(
 ) -> io::Result<(Stats, Option<String>)> {
     let mut tracker = tracker_for(opts);
     let mut stats = Stats::default();
+    let mut scratch = classify::Scratch::default();
     let error = read_segments(&mut reader, &mut stats, |input| match input {
         Input::Frame(..) => Ok(Next::Decode),
         Input::Segment(ts, seg) => {
             tracker.packet(ts, seg);
             let mut group = None;
             tracker.drain_finished(|c| {
-                if let Some(s) = opts.summary(c) {
-                    collect.add(group.get_or_insert_with(|| collect.group()), s);
+                if let Some(s) = opts.summary(c, &mut scratch) {
+                    collect.add(
+                        group.get_or_insert_with(|| collect.group()),
+                        s,
+                        &mut scratch,
+                    );
                 }
             });
             group.map_or(Ok(()), &mut sink).map(|_| Next::Go)
@@ -411,8 +422,10 @@ fn stream_serial<C: Collect>(
         }
     })?;
     let mut rest = collect.group();
-    for s in tracker.finish().iter().filter_map(|c| opts.summary(c)) {
-        collect.add(&mut rest, s);
+    for c in tracker.finish() {
+        if let Some(s) = opts.summary(&c, &mut scratch) {
+            collect.add(&mut rest, s, &mut scratch);
+        }
     }
     if !collect.is_empty(&rest) {
         sink(rest)?;
@@ -520,7 +533,7 @@ impl Collect for Lines<'_> {
         let buf = self.spare.lock().ok().and_then(|mut s| s.pop());
         (0, buf.unwrap_or_default())
     }
-    fn add(&self, group: &mut (u64, Vec<u8>), c: ConnSummary) {
+    fn add(&self, group: &mut (u64, Vec<u8>), c: ConnSummary, scratch: &mut classify::Scratch) {
         group.0 += (c.resets > 0) as u64;
         if self.filter.keep(&c) {
             // Writing into memory cannot fail.
@@ -530,6 +543,7 @@ impl Collect for Lines<'_> {
                 render::json_into(&mut group.1, &c)
             };
         }
+        summary::recycle(c, scratch);
     }
     fn is_empty(&self, group: &(u64, Vec<u8>)) -> bool {
         group.0 == 0 && group.1.is_empty()

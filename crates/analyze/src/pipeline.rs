@@ -18,6 +18,7 @@
 
 use crate::{tracker_for, Collect, Next, Options, Stats};
 use rstscope_capture::CaptureReader;
+use rstscope_core::classify;
 use rstscope_core::flow::{flow_hash, flow_hash_of, TrackerStats};
 use rstscope_core::wire::{self, flags, Addr, Segment};
 use rstscope_core::Timestamp;
@@ -369,6 +370,7 @@ pub(crate) fn stream_parallel<C: Collect>(
             workers.push(named.spawn_scoped(scope, move || -> TrackerStats {
                 yield_to_reader();
                 let mut tracker = tracker_for(opts);
+                let mut scratch = classify::Scratch::default();
                 for mut batch in rx {
                     for it in &batch.items {
                         if it.bits & CLOCK != 0 {
@@ -379,8 +381,8 @@ pub(crate) fn stream_parallel<C: Collect>(
                     }
                     let mut done = collect.group();
                     tracker.drain_finished(|c| {
-                        if let Some(s) = opts.summary(c) {
-                            collect.add(&mut done, s);
+                        if let Some(s) = opts.summary(c, &mut scratch) {
+                            collect.add(&mut done, s, &mut scratch);
                         }
                     });
                     batch.items.clear();
@@ -391,8 +393,10 @@ pub(crate) fn stream_parallel<C: Collect>(
                     }
                 }
                 let mut rest = collect.group();
-                for s in tracker.finish().iter().filter_map(|c| opts.summary(c)) {
-                    collect.add(&mut rest, s);
+                for c in tracker.finish() {
+                    if let Some(s) = opts.summary(&c, &mut scratch) {
+                        collect.add(&mut rest, s, &mut scratch);
+                    }
                 }
                 let _ = out.send(rest);
                 tracker.stats

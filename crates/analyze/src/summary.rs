@@ -1,6 +1,6 @@
 //! [`ConnSummary`]: one finished connection as every output format sees it.
 
-use rstscope_core::classify::{self, ResetVerdict};
+use rstscope_core::classify::{self, ResetVerdict, Scratch};
 use rstscope_core::flow::Conn;
 use rstscope_core::{ResetEvent, Source, Timestamp};
 use std::net::SocketAddr;
@@ -60,11 +60,25 @@ pub struct ConnSummary {
 
 /// Builds the summary of a finished connection, classifying its first RST.
 pub fn summarize(c: &Conn, opts: &classify::Options) -> ConnSummary {
+    summarize_with(c, opts, &mut Scratch::default())
+}
+
+/// Hands a summary's strings back to `scratch`, for the next
+/// [`summarize_with`] to write into.
+pub fn recycle(s: ConnSummary, scratch: &mut Scratch) {
+    scratch.give(s.history);
+    if let Some(r) = s.reset {
+        scratch.recycle(r.event.evidence);
+    }
+}
+
+/// [`summarize`], writing into strings recycled with [`recycle`].
+pub fn summarize_with(c: &Conn, opts: &classify::Options, scratch: &mut Scratch) -> ConnSummary {
     let o = &c.ep[0];
     let r = &c.ep[1];
     let orig = SocketAddr::new(o.addr.to_ip(), o.port);
     let resp = SocketAddr::new(r.addr.to_ip(), r.port);
-    let reset = classify::classify(c, opts).map(|v: ResetVerdict| {
+    let reset = classify::classify_with(c, opts, scratch).map(|v: ResetVerdict| {
         let note = c.rst.as_ref().expect("classify returned a verdict");
         let (src, dst) = if note.pkt.side == 0 {
             (orig, resp)
@@ -91,7 +105,11 @@ pub fn summarize(c: &Conn, opts: &classify::Options) -> ConnSummary {
         end: c.last_pkt,
         duration: c.last_time.secs_since(c.start),
         conn_state: c.conn_state(),
-        history: c.history.clone(),
+        history: {
+            let mut h = scratch.string();
+            h.push_str(&c.history);
+            h
+        },
         orig_pkts: o.pkts,
         resp_pkts: r.pkts,
         orig_bytes: c.orig_bytes(),

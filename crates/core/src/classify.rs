@@ -4,7 +4,9 @@
 //! RST, the segment it answered, snapshots of both endpoints at that moment
 //! and what came after) and [`Options`]. It returns a [`ResetVerdict`] with
 //! the `from`/`sender`/`cause` answers of `CAUSES.md`, a confidence, and
-//! evidence sentences a person can check in the capture.
+//! evidence sentences a person can check in the capture. [`classify_with`]
+//! does the same, writing the sentences into strings recycled from earlier
+//! verdicts ([`Scratch`]), for callers that explain many connections.
 //!
 //! # Sender: endpoint or middlebox
 //!
@@ -117,23 +119,89 @@ fn secs(ns: i64) -> f64 {
 
 /// Classifies the first RST of `c`; `None` if it has none.
 pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
+    classify_with(c, opts, &mut Scratch::default())
+}
+
+/// Strings to write the next verdicts into: those of earlier verdicts,
+/// handed back with [`Scratch::recycle`]. Classifying one connection after
+/// another then allocates next to nothing; allocating and freeing the
+/// sentences had been about a third of the cost of explaining a reset.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    strings: Vec<String>,
+    lists: Vec<Vec<String>>,
+}
+
+/// Spare strings (and lists) a [`Scratch`] keeps at most.
+const SPARE: usize = 64;
+
+impl Scratch {
+    /// An empty string: a recycled one when there is one.
+    pub fn string(&mut self) -> String {
+        self.strings.pop().unwrap_or_default()
+    }
+
+    /// Takes a string back for reuse.
+    pub fn give(&mut self, mut s: String) {
+        if self.strings.len() < SPARE {
+            s.clear();
+            self.strings.push(s);
+        }
+    }
+
+    /// Takes back a verdict's evidence (or any list of strings) for reuse.
+    pub fn recycle(&mut self, mut list: Vec<String>) {
+        for s in list.drain(..) {
+            self.give(s);
+        }
+        if self.lists.len() < SPARE {
+            self.lists.push(list);
+        }
+    }
+
+    fn list(&mut self) -> Vec<String> {
+        self.lists.pop().unwrap_or_default()
+    }
+
+    /// The parts, joined, in a recycled string.
+    fn joined(&mut self, parts: &[&str]) -> String {
+        let mut s = self.string();
+        for p in parts {
+            s.push_str(p);
+        }
+        s
+    }
+}
+
+/// [`classify`], writing the verdict into recycled memory (see [`Scratch`]).
+pub fn classify_with(c: &Conn, opts: &Options, scratch: &mut Scratch) -> Option<ResetVerdict> {
     let r: &RstNote = c.rst.as_deref()?;
     let me = r.pkt.side;
     let peer = 1 - me;
     let from = side_of(me);
     // Endpoints are named by address; by address and port when both share
     // one address (loopback, a host talking to itself).
-    let name = |i: usize| -> String {
+    let mut name = |i: usize| -> String {
         let ip = c.ep[i].addr.to_ip();
+        let mut s = scratch.string();
         if c.ep[0].addr == c.ep[1].addr {
-            crate::text::socket_string(std::net::SocketAddr::new(ip, c.ep[i].port))
+            text::push_socket(&mut s, std::net::SocketAddr::new(ip, c.ep[i].port));
         } else {
-            crate::text::ip_string(ip)
+            text::push_ip(&mut s, ip);
         }
+        s
     };
     let me_ip = name(me);
     let peer_ip = name(peer);
-    let mut ev: Vec<String> = Vec::with_capacity(6);
+    let mut ev: Vec<String> = scratch.list();
+    // A sentence written with `format!`'s syntax into a recycled string.
+    macro_rules! say {
+        ($($arg:tt)*) => {{
+            let mut e = scratch.string();
+            let _ = write!(e, $($arg)*);
+            ev.push(e);
+        }};
+    }
     let has_ack = r.pkt.flags & F::ACK != 0;
 
     // ---- sender ----
@@ -145,22 +213,23 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     if all_ttl.n > 0 {
         if !all_ttl.fits(r.ttl) {
             mb += 1.0;
-            let range = if all_ttl.min == all_ttl.max {
-                format!("TTL {}", all_ttl.min)
-            } else {
-                format!("TTL {} to {}", all_ttl.min, all_ttl.max)
-            };
-            let hops = ttl_hops_note(r.ttl, all_ttl.min);
-            ev.push(format!(
-                "TTL {}, but every other packet from {} arrived with {}{}",
-                r.ttl, me_ip, range, hops
-            ));
+            let mut e = scratch.string();
+            let _ = write!(
+                e,
+                "TTL {}, but every other packet from {} arrived with TTL {}",
+                r.ttl, me_ip, all_ttl.min
+            );
+            if all_ttl.min != all_ttl.max {
+                let _ = write!(e, " to {}", all_ttl.max);
+            }
+            push_ttl_hops_note(&mut e, r.ttl, all_ttl.min);
+            ev.push(e);
         } else {
             ep_support += 0.5;
             // Frequent sentences, here and below, are built without
             // `format!` (the first two: 1.4% fewer instructions for the
             // benchmark capture).
-            let mut e = String::with_capacity(48 + me_ip.len());
+            let mut e = scratch.string();
             e.push_str("TTL ");
             text::push_u32(&mut e, r.ttl as u32);
             e.push_str(" matches the ");
@@ -176,7 +245,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     }
     if r.after_genuine_from_sender > 0 {
         mb += 1.0;
-        let mut e = String::with_capacity(96 + me_ip.len());
+        let mut e = scratch.string();
         e.push_str(&me_ip);
         e.push_str(" still sent ");
         text::push_u32(&mut e, r.after_genuine_from_sender);
@@ -199,20 +268,18 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
         ];
         if id != 0 && peer_ids.contains(&Some(id)) && r.sender.ipid.last != Some(id) {
             mb += 0.6;
-            ev.push(format!(
-                "IP ID {id} copies the IP ID of a packet from {peer_ip}, as injectors do"
-            ));
+            say!("IP ID {id} copies the IP ID of a packet from {peer_ip}, as injectors do");
         } else if id == 0 && r.sender.ipid.n > 0 && r.sender.ipid.zero == 0 {
-            ev.push(format!(
+            say!(
                 "IP ID 0 while {me_ip}'s other packets had non-zero IDs (Linux uses 0 for resets sent without a socket)"
-            ));
+            );
         } else if id != 0 && r.sender.ipid.n >= 2 && r.sender.ipid.sequential + 1 >= r.sender.ipid.n
         {
             if let Some(last) = r.sender.ipid.last {
                 let d = id.wrapping_sub(last);
                 if (1..=64).contains(&d) {
                     ep_support += 0.3;
-                    let mut e = String::with_capacity(56 + me_ip.len());
+                    let mut e = scratch.string();
                     e.push_str("IP ID ");
                     text::push_u32(&mut e, id as u32);
                     e.push_str(" continues ");
@@ -230,14 +297,14 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             let behind = prev_ack.wrapping_sub(r.pkt.ack) as i32;
             if behind > 0 && behind < (1 << 30) {
                 mb += 0.6;
-                ev.push(format!(
+                say!(
                     "the RST acknowledges {} but {} had already acknowledged {} ({} byte{} more)",
                     r.pkt.ack,
                     me_ip,
                     prev_ack,
                     behind,
                     if behind == 1 { "" } else { "s" }
-                ));
+                );
             }
         }
     }
@@ -270,7 +337,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     let idle_before_s = secs(gap_rst.max(if answers_peer { gap_trigger } else { 0 }));
 
     if let Some(t) = &r.text {
-        ev.push(format!("the RST carries text: \"{t}\""));
+        say!("the RST carries text: \"{t}\"");
     }
 
     // ---- cause ----
@@ -281,25 +348,20 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             && matches!(os, EpState::SynSent | EpState::SynAckSent)
             && rs == EpState::Inactive
         {
-            ev.push(
-                [
-                    "the SYN from ",
-                    &peer_ip,
-                    if has_ack {
-                        " was answered by RST|ACK in "
-                    } else {
-                        " was answered by RST in "
-                    },
-                    &me_ip,
-                    "'s name",
-                ]
-                .concat(),
-            );
+            ev.push(scratch.joined(&[
+                "the SYN from ",
+                &peer_ip,
+                if has_ack {
+                    " was answered by RST|ACK in "
+                } else {
+                    " was answered by RST in "
+                },
+                &me_ip,
+                "'s name",
+            ]));
             if sender == Sender::Middlebox && r.after_genuine_from_sender > 0 {
                 // The real responder answered after all: the reset was injected.
-                ev.push(format!(
-                    "{me_ip} itself went on with the handshake: the RST was injected on the path"
-                ));
+                say!("{me_ip} itself went on with the handshake: the RST was injected on the path");
                 break 'cause (Cause::FirewallReject, 0.85);
             }
             break 'cause (Cause::Refused, 0.95);
@@ -313,20 +375,15 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             && r.peer.pkts > 0
             && r.peer.state == EpState::Established
         {
-            ev.push(
-                [
-                    &me_ip,
-                    " reset the connection instead of acknowledging the SYN-ACK",
-                ]
-                .concat(),
-            );
+            ev.push(scratch.joined(&[
+                &me_ip,
+                " reset the connection instead of acknowledging the SYN-ACK",
+            ]));
             break 'cause (Cause::HandshakeAbort, 0.9);
         }
         if me == 0 && rs == EpState::Established && os == EpState::Inactive {
             // SYN-ACK seen without the SYN, then RST from the originator.
-            ev.push(format!(
-                "{me_ip} reset the connection in answer to a SYN-ACK"
-            ));
+            say!("{me_ip} reset the connection in answer to a SYN-ACK");
             break 'cause (Cause::HandshakeAbort, 0.8);
         }
         if me == 1
@@ -339,7 +396,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             && gap_rst < SEC
             && r.peer.pkts <= 3
         {
-            let mut e = String::with_capacity(160 + me_ip.len());
+            let mut e = scratch.string();
             e.push_str(&me_ip);
             e.push_str(" reset the connection ");
             text::push_secs(&mut e, gap_rst, 3);
@@ -351,24 +408,23 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
         // 2. Middlebox.
         if sender == Sender::Middlebox {
             if let Some(i) = idle {
-                ev.push(i.sentence(&peer_ip));
+                let mut e = scratch.string();
+                i.sentence(&mut e, &peer_ip);
+                ev.push(e);
                 break 'cause (Cause::IdleTimeout, 0.75);
             }
-            ev.push(
-                [
-                    "a device on the path reset an active connection in ",
-                    &me_ip,
-                    "'s name",
-                ]
-                .concat(),
-            );
+            ev.push(scratch.joined(&[
+                "a device on the path reset an active connection in ",
+                &me_ip,
+                "'s name",
+            ]));
             break 'cause (Cause::FirewallReject, 0.85);
         }
 
         // 3. Keepalive.
         if r.sender.probes >= 1 {
             let since = r.sender.first_probe_ts.map(|t| r.pkt.ts.0 - t.0);
-            let mut e = String::with_capacity(80 + me_ip.len());
+            let mut e = scratch.string();
             text::push_u32(&mut e, r.sender.probes);
             e.push_str(if r.sender.probes == 1 {
                 " keepalive probe from "
@@ -390,7 +446,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
         if let Some(fin) = r.sender.fin_ts {
             if let Some(pd) = r.peer.last_payload_ts {
                 if pd > fin {
-                    let mut e = String::with_capacity(64 + me_ip.len());
+                    let mut e = scratch.string();
                     e.push_str("RST answers data sent ");
                     text::push_secs(&mut e, pd.0 - fin.0, 2);
                     e.push_str(" s after ");
@@ -404,22 +460,21 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
 
         // 5. Idle.
         if let Some(i) = idle {
-            ev.push(i.sentence(&peer_ip));
+            let mut e = scratch.string();
+            i.sentence(&mut e, &peer_ip);
+            ev.push(e);
             break 'cause (Cause::IdleTimeout, 0.8);
         }
         if let Some(t) = &r.text {
             let l = t.to_ascii_lowercase();
             if l.contains("idle") || l.contains("timeout") || l.contains("timed out") {
-                ev.push("the RST's text names a timeout".to_string());
+                ev.push(scratch.joined(&["the RST's text names a timeout"]));
                 break 'cause (Cause::IdleTimeout, 0.7);
             }
         }
 
         if no_context {
-            ev.push(
-                "the capture holds no earlier packet of this connection (it began before the capture, or its packets were not captured): nothing to weigh the RST against"
-                    .to_string(),
-            );
+            ev.push(scratch.joined(&["the capture holds no earlier packet of this connection (it began before the capture, or its packets were not captured): nothing to weigh the RST against"]));
             break 'cause (Cause::Unknown, 0.3);
         }
 
@@ -431,18 +486,21 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
                 if let Some(nxt) = r.sender.snd_nxt {
                     let ahead = p.ack.wrapping_sub(nxt) as i32;
                     if ahead > 0 {
-                        ev.push(format!(
+                        say!(
                             "the segment it answers acknowledges {ahead} bytes {me_ip} never sent"
-                        ));
+                        );
                         break 'cause (Cause::InvalidSegment, 0.6);
                     }
                 }
-                ev.push(format!(
+                say!(
                     "reply-style RST (no ACK, seq = the answered segment's ack {}): {} had no socket for this connection",
                     p.ack, me_ip
-                ));
+                );
                 if r.pkt.ip_id == Some(0) {
-                    ev.push("IP ID 0, as Linux uses for resets sent without a socket".to_string());
+                    ev.push(
+                        scratch
+                            .joined(&["IP ID 0, as Linux uses for resets sent without a socket"]),
+                    );
                 }
                 break 'cause (Cause::UnknownConnection, 0.7);
             }
@@ -452,7 +510,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
         if has_ack {
             let fits = r.sender.snd_nxt.map(|n| n == r.pkt.seq);
             if fits == Some(true) {
-                let mut e = String::with_capacity(80 + me_ip.len());
+                let mut e = scratch.string();
                 e.push_str("RST|ACK with seq ");
                 text::push_u32(&mut e, r.pkt.seq);
                 e.push_str(" = ");
@@ -469,7 +527,7 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
             };
             if unread {
                 let p = peer_last.expect("checked");
-                let mut e = String::with_capacity(96 + me_ip.len() + peer_ip.len());
+                let mut e = scratch.string();
                 e.push_str(&peer_ip);
                 e.push_str(" sent data ");
                 text::push_secs(&mut e, r.pkt.ts.0 - p.0, 3);
@@ -479,18 +537,15 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
                 ev.push(e);
                 break 'cause (Cause::UnreadDataClose, 0.75);
             }
-            ev.push(
-                [
-                    &me_ip,
-                    " aborted the connection without FIN; nothing it received was left unanswered",
-                ]
-                .concat(),
-            );
+            ev.push(scratch.joined(&[
+                &me_ip,
+                " aborted the connection without FIN; nothing it received was left unanswered",
+            ]));
             break 'cause (Cause::AbortiveClose, 0.7);
         }
         // An RST without ACK that is no reply to the peer's last segment:
         // say what it is, since no rule explains it.
-        let mut e = String::with_capacity(160 + me_ip.len() + peer_ip.len());
+        let mut e = scratch.string();
         e.push_str("no rule fits: an RST without ACK, seq ");
         text::push_u32(&mut e, r.pkt.seq);
         if r.sender.snd_nxt == Some(r.pkt.seq) {
@@ -515,6 +570,8 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     };
     let confidence = base_conf.min(sender_conf.max(floor));
     let confidence = (confidence * 100.0).round() / 100.0;
+    scratch.give(me_ip);
+    scratch.give(peer_ip);
     Some(ResetVerdict {
         from,
         sender,
@@ -531,19 +588,20 @@ pub fn classify(c: &Conn, opts: &Options) -> Option<ResetVerdict> {
     })
 }
 
-fn ttl_hops_note(rst: u8, base: u8) -> String {
+/// Appends how far away the device that built the RST was, from its TTL,
+/// when that TTL is above the endpoint's.
+fn push_ttl_hops_note(s: &mut String, rst: u8, base: u8) {
     if rst > base {
         let initial = [32u16, 64, 128, 255]
             .into_iter()
             .find(|&i| i >= rst as u16)
             .unwrap_or(255);
         let d = initial.saturating_sub(rst as u16);
-        format!(
+        let _ = write!(
+            s,
             " (the RST came from {d} hop{} away)",
             if d == 1 { "" } else { "s" }
-        )
-    } else {
-        String::new()
+        );
     }
 }
 
@@ -557,9 +615,8 @@ struct Idle {
 }
 
 impl Idle {
-    fn sentence(&self, peer: &str) -> String {
-        let mut s = String::with_capacity(112 + peer.len());
-        text::push_secs(&mut s, self.gap, 1);
+    fn sentence(&self, s: &mut String, peer: &str) {
+        text::push_secs(s, self.gap, 1);
         if self.before_trigger {
             s.push_str(" s idle before ");
             s.push_str(peer);
@@ -570,14 +627,13 @@ impl Idle {
         match self.auto {
             Some(ns) => {
                 s.push_str(" (at least 10 times any earlier pause; threshold ");
-                text::push_secs_of(&mut s, ns, 1, self.threshold);
+                text::push_secs_of(s, ns, 1, self.threshold);
                 s.push_str(" s)");
             }
             None => {
                 let _ = write!(s, " (threshold {:.1} s)", self.threshold);
             }
         }
-        s
     }
 }
 
@@ -639,4 +695,105 @@ pub fn describe_packet(p: &PacketNote) -> String {
         }
     }
     format!("{f} seq {} ack {} len {}", p.seq, p.ack, p.len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Tracker, TrackerConfig};
+    use crate::time::Timestamp;
+    use crate::wire::{Addr, Segment};
+    use F::*;
+
+    fn seg(
+        from_client: bool,
+        sport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        len: u32,
+    ) -> Segment<'static> {
+        let (c, s) = (Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 2]));
+        let (src, dst, sp, dp) = if from_client {
+            (c, s, sport, 80)
+        } else {
+            (s, c, 80, sport)
+        };
+        Segment {
+            src,
+            dst,
+            sport: sp,
+            dport: dp,
+            seq,
+            ack,
+            flags,
+            window: 1000,
+            payload_len: len,
+            payload: &[],
+            caplen: len,
+            ttl: if from_client { 64 } else { 57 },
+            ip_id: None,
+            wscale: None,
+        }
+    }
+
+    /// Verdicts written into recycled strings read exactly as fresh ones,
+    /// whatever the previous verdict left behind.
+    #[test]
+    fn recycled_strings_give_the_same_verdicts() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        let mut at = 0.0;
+        let mut feed = |gap: f64, pkts: &[Segment<'static>]| {
+            at += gap;
+            for s in pkts {
+                at += 0.01;
+                t.packet(Timestamp::from_secs_f64(at), s);
+            }
+        };
+        let hs = |p: u16| {
+            [
+                seg(true, p, SYN, 100, 0, 0),
+                seg(false, p, SYN | ACK, 900, 101, 0),
+                seg(true, p, ACK, 101, 901, 0),
+            ]
+        };
+        // refused; an abort with unread data; an RST alone; idle, then an RST.
+        feed(
+            0.0,
+            &[
+                seg(true, 1000, SYN, 1, 0, 0),
+                seg(false, 1000, RST | ACK, 0, 2, 0),
+            ],
+        );
+        feed(0.0, &hs(1001));
+        feed(
+            0.0,
+            &[
+                seg(true, 1001, PSH | ACK, 101, 901, 10),
+                seg(false, 1001, RST | ACK, 901, 111, 0),
+            ],
+        );
+        feed(0.0, &[seg(false, 1002, RST | ACK, 5, 7, 0)]);
+        feed(0.0, &hs(1003));
+        feed(
+            400.0,
+            &[
+                seg(true, 1003, PSH | ACK, 101, 901, 10),
+                seg(false, 1003, RST, 901, 0, 0),
+            ],
+        );
+        let conns = t.finish();
+        assert_eq!(conns.len(), 4);
+        let opts = Options::default();
+        let mut scratch = Scratch::default();
+        // Twice over, so every connection is also classified after each other.
+        for c in conns.iter().chain(conns.iter().rev()) {
+            let fresh = classify(c, &opts).expect("a reset");
+            let reused = classify_with(c, &opts, &mut scratch).expect("a reset");
+            assert_eq!(reused, fresh);
+            assert!(!fresh.evidence.is_empty());
+            scratch.recycle(reused.evidence);
+        }
+        assert!(!scratch.strings.is_empty(), "strings came back for reuse");
+    }
 }
