@@ -105,6 +105,23 @@ impl Pcap {
     }
 }
 
+/// A connection from `t` on whose RST is forged: TTL 64 and IP ID 0 in the
+/// server's name, then the server's real data.
+fn forged(t: f64) -> Vec<Pkt> {
+    vec![
+        pkt(t, true, S, 1000, 0, 0),
+        pkt(t + 0.01, false, S | A, 9000, 1001, 0),
+        pkt(t + 0.02, true, A, 1001, 9001, 0),
+        pkt(t + 0.03, true, P | A, 1001, 9001, 100),
+        Pkt {
+            ttl: Some(64),
+            ipid: Some(0),
+            ..pkt(t + 0.031, false, R | A, 9001, 1101, 0)
+        },
+        pkt(t + 0.05, false, P | A, 9001, 1101, 50),
+    ]
+}
+
 /// A capture with one connection per common cause.
 fn sample() -> Pcap {
     let mut c = Pcap::new();
@@ -135,18 +152,7 @@ fn sample() -> Pcap {
         pkt(t + 1.57, false, R, 9022, 0, 0),
     ]);
     c.conn(40002, &v);
-    // forged: RST with TTL 64 and IP ID 0 in the server's name, then the server's real data.
-    let mut v = hs(t + 2.0);
-    v.extend([
-        pkt(t + 2.03, true, P | A, 1001, 9001, 100),
-        Pkt {
-            ttl: Some(64),
-            ipid: Some(0),
-            ..pkt(t + 2.031, false, R | A, 9001, 1101, 0)
-        },
-        pkt(t + 2.05, false, P | A, 9001, 1101, 50),
-    ]);
-    c.conn(40003, &v);
+    c.conn(40003, &forged(t + 2.0));
     // idle: 400 s of silence, then the client's segment is answered by a no-state RST.
     let mut v = hs(t + 3.0);
     v.extend([
@@ -564,22 +570,7 @@ fn the_most_telling_reset_is_shown_however_late_it_comes() {
             ],
         );
     }
-    let at = t + 20.0;
-    c.conn(
-        40099,
-        &[
-            pkt(at, true, S, 1000, 0, 0),
-            pkt(at + 0.01, false, S | A, 9000, 1001, 0),
-            pkt(at + 0.02, true, A, 1001, 9001, 0),
-            pkt(at + 0.03, true, P | A, 1001, 9001, 100),
-            Pkt {
-                ttl: Some(64),
-                ipid: Some(0),
-                ..pkt(at + 0.031, false, R | A, 9001, 1101, 0)
-            },
-            pkt(at + 0.05, false, P | A, 9001, 1101, 50),
-        ],
-    );
+    c.conn(40099, &forged(t + 20.0));
     let f = c.write(&d, "late.pcap");
     let mut reports = Vec::new();
     for threads in ["1", "3"] {

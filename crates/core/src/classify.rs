@@ -702,9 +702,11 @@ mod tests {
     use super::*;
     use crate::flow::{Tracker, TrackerConfig};
     use crate::time::Timestamp;
-    use crate::wire::{Addr, Segment};
+    use crate::wire::Segment;
     use F::*;
 
+    /// A segment of the connection between 10.0.0.1:`sport` (TTL 64) and
+    /// 10.0.0.2:80 (TTL 57), without IP IDs.
     fn seg(
         from_client: bool,
         sport: u16,
@@ -713,27 +715,15 @@ mod tests {
         ack: u32,
         len: u32,
     ) -> Segment<'static> {
-        let (c, s) = (Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 2]));
-        let (src, dst, sp, dp) = if from_client {
-            (c, s, sport, 80)
+        let s = if from_client {
+            crate::flow::tests::seg(1, sport, 2, 80, flags, seq, ack, len)
         } else {
-            (s, c, 80, sport)
+            crate::flow::tests::seg(2, 80, 1, sport, flags, seq, ack, len)
         };
         Segment {
-            src,
-            dst,
-            sport: sp,
-            dport: dp,
-            seq,
-            ack,
-            flags,
-            window: 1000,
-            payload_len: len,
-            payload: &[],
-            caplen: len,
             ttl: if from_client { 64 } else { 57 },
             ip_id: None,
-            wscale: None,
+            ..s
         }
     }
 

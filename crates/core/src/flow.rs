@@ -1766,11 +1766,12 @@ fn want_flip(seg: &Segment) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A segment between 10.0.0.`src` and 10.0.0.`dst` (TTL 64, IP ID 1).
     #[allow(clippy::too_many_arguments)]
-    fn seg(
+    pub(crate) fn seg(
         src: u8,
         sport: u16,
         dst: u8,
