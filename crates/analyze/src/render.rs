@@ -25,40 +25,32 @@ pub fn json_line(out: &mut impl Write, c: &ConnSummary) -> io::Result<()> {
 /// [`json_line`] into a buffer: appends the line (with its newline) to `b`.
 /// `rstscope analyze` renders lines this way on its tracking threads.
 pub(crate) fn json_into(b: &mut Vec<u8>, c: &ConnSummary) -> io::Result<()> {
-    let mut addr = String::with_capacity(48);
-    text::push_socket(&mut addr, c.orig);
-    let orig_at = b.len() + 9;
+    let orig = text::socket_text(c.orig);
+    let resp = text::socket_text(c.resp);
     b.extend_from_slice(b"{\"orig\":\"");
-    b.extend_from_slice(addr.as_bytes());
-    let orig = orig_at..b.len();
+    b.extend_from_slice(orig.as_bytes());
     b.extend_from_slice(b"\",\"resp\":\"");
-    addr.clear();
-    text::push_socket(&mut addr, c.resp);
-    let resp_at = b.len();
-    b.extend_from_slice(addr.as_bytes());
-    let resp = resp_at..b.len();
+    b.extend_from_slice(resp.as_bytes());
     b.extend_from_slice(b"\",\"start\":");
-    float(b, c.start.as_secs_f64())?;
+    float(b, c.start.as_secs_f64());
     b.extend_from_slice(b",\"end\":");
-    float(b, c.end.as_secs_f64())?;
+    float(b, c.end.as_secs_f64());
     b.extend_from_slice(b",\"duration\":");
-    float(b, c.duration)?;
+    float(b, c.duration);
     b.extend_from_slice(b",\"conn_state\":");
-    string(b, c.conn_state)?;
+    id(b, c.conn_state);
     b.extend_from_slice(b",\"history\":");
     string(b, &c.history)?;
     for (k, v) in [
-        ("orig_pkts", c.orig_pkts),
-        ("resp_pkts", c.resp_pkts),
-        ("orig_bytes", c.orig_bytes),
-        ("resp_bytes", c.resp_bytes),
-        ("orig_wire_bytes", c.orig_wire_bytes),
-        ("resp_wire_bytes", c.resp_wire_bytes),
-        ("resets", c.resets as u64),
+        (&b",\"orig_pkts\":"[..], c.orig_pkts),
+        (b",\"resp_pkts\":", c.resp_pkts),
+        (b",\"orig_bytes\":", c.orig_bytes),
+        (b",\"resp_bytes\":", c.resp_bytes),
+        (b",\"orig_wire_bytes\":", c.orig_wire_bytes),
+        (b",\"resp_wire_bytes\":", c.resp_wire_bytes),
+        (b",\"resets\":", c.resets as u64),
     ] {
-        b.extend_from_slice(b",\"");
-        b.extend_from_slice(k.as_bytes());
-        b.extend_from_slice(b"\":");
+        b.extend_from_slice(k);
         b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
     b.extend_from_slice(b",\"reset\":");
@@ -66,15 +58,15 @@ pub(crate) fn json_into(b: &mut Vec<u8>, c: &ConnSummary) -> io::Result<()> {
         None => b.extend_from_slice(b"null"),
         Some(r) => {
             b.extend_from_slice(b"{\"ts\":");
-            float(b, r.event.ts.as_secs_f64())?;
+            float(b, r.event.ts.as_secs_f64());
             b.extend_from_slice(b",\"from\":");
-            string(b, r.event.from.map(|s| s.id()).unwrap_or("unknown"))?;
+            id(b, r.event.from.map(|s| s.id()).unwrap_or("unknown"));
             b.extend_from_slice(b",\"sender\":");
-            string(b, r.event.sender.id())?;
+            id(b, r.event.sender.id());
             b.extend_from_slice(b",\"cause\":");
-            string(b, r.event.cause.id())?;
+            id(b, r.event.cause.id());
             b.extend_from_slice(b",\"confidence\":");
-            serde_json::to_writer(&mut *b, &r.event.confidence)?;
+            float(b, r.event.confidence);
             b.extend_from_slice(b",\"evidence\":[");
             for (k, e) in r.event.evidence.iter().enumerate() {
                 if k > 0 {
@@ -83,7 +75,7 @@ pub(crate) fn json_into(b: &mut Vec<u8>, c: &ConnSummary) -> io::Result<()> {
                 string(b, e)?;
             }
             b.extend_from_slice(b"],\"idle_before_s\":");
-            float(b, r.idle_before_s)?;
+            float(b, r.idle_before_s);
             b.extend_from_slice(b",\"ttl\":");
             b.extend_from_slice(itoa::Buffer::new().format(r.ttl).as_bytes());
             b.extend_from_slice(b",\"expected_ttl\":");
@@ -91,16 +83,17 @@ pub(crate) fn json_into(b: &mut Vec<u8>, c: &ConnSummary) -> io::Result<()> {
                 Some(t) => b.extend_from_slice(itoa::Buffer::new().format(t).as_bytes()),
                 None => b.extend_from_slice(b"null"),
             }
-            for (k, a) in [("src", r.event.src), ("dst", r.event.dst)] {
-                b.extend_from_slice(b",\"");
-                b.extend_from_slice(k.as_bytes());
-                b.extend_from_slice(b"\":\"");
+            for (k, a) in [
+                (&b",\"src\":\""[..], r.event.src),
+                (b",\"dst\":\"", r.event.dst),
+            ] {
+                b.extend_from_slice(k);
                 if a == c.orig {
-                    b.extend_from_within(orig.clone());
+                    b.extend_from_slice(orig.as_bytes());
                 } else if a == c.resp {
-                    b.extend_from_within(resp.clone());
+                    b.extend_from_slice(resp.as_bytes());
                 } else {
-                    b.extend_from_slice(text::socket_string(a).as_bytes());
+                    b.extend_from_slice(text::socket_text(a).as_bytes());
                 }
                 b.push(b'"');
             }
@@ -128,10 +121,42 @@ fn string(b: &mut Vec<u8>, s: &str) -> io::Result<()> {
     }
 }
 
-/// A JSON number as serde writes it (`null` when not finite).
+/// One of rstscope's own identifiers (a cause, a sender, a Zeek state):
+/// lower-case letters, digits and `_`, which JSON never escapes, so it is
+/// copied without [`string`]'s scan.
 #[inline]
-fn float(b: &mut Vec<u8>, f: f64) -> io::Result<()> {
-    Ok(serde_json::to_writer(b, &f)?)
+fn id(b: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'));
+    b.push(b'"');
+    b.extend_from_slice(s.as_bytes());
+    b.push(b'"');
+}
+
+/// A JSON number as serde_json writes it: the shortest text that reads back
+/// as the same float (serde_json writes it with `zmij` too), `null` when
+/// not finite.
+#[inline]
+fn float<F: zmij::Float + Copy + IsFinite>(b: &mut Vec<u8>, f: F) {
+    if f.finite() {
+        b.extend_from_slice(zmij::Buffer::new().format_finite(f).as_bytes());
+    } else {
+        b.extend_from_slice(b"null");
+    }
+}
+
+/// `is_finite` for the two float types [`float`] writes.
+trait IsFinite {
+    fn finite(self) -> bool;
+}
+impl IsFinite for f64 {
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+}
+impl IsFinite for f32 {
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
 }
 
 const ZEEK_FIELDS: &[(&str, &str)] = &[
