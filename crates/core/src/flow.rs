@@ -592,10 +592,11 @@ impl Conn {
         }
     }
 
-    /// [`flow_hash`] of its packets: where the tracker's index files it.
-    fn flow_hash(&self) -> u64 {
+    /// Where the tracker's index files it: the [`key_hash`] of its
+    /// packets' [`flow_key`].
+    fn index_hash(&self) -> u64 {
         let (a, b) = (&self.ep[ORIG], &self.ep[RESP]);
-        flow_hash_of(&a.addr, a.port, &b.addr, b.port)
+        key_hash(flow_key(flow_hash_of(&a.addr, a.port, &b.addr, b.port)))
     }
 
     /// Whether `seg` travels between this connection's two endpoints
@@ -1310,10 +1311,26 @@ impl Default for TrackerConfig {
     }
 }
 
-/// The part of a [`flow_hash`] the index keeps beside each slot.
+/// The part of an index hash ([`key_hash`]) the index keeps beside each slot.
 #[inline]
 fn tag(hash: u64) -> u32 {
     (hash >> 32) as u32
+}
+
+/// The 32 bits of a [`flow_hash`] a [`Tracker`] files connections by (its
+/// middle bits). A caller that computed the flow hash already, to shard
+/// segments across trackers, hands this to [`Tracker::packet_keyed`] with
+/// each segment, so the tracker does not hash the addresses again.
+#[inline]
+pub fn flow_key(hash: u64) -> u32 {
+    (hash >> 16) as u32
+}
+
+/// The index's hash of a [`flow_key`]: multiplied out to 64 bits, so the
+/// bucket (low bits) and the [`tag`] (high bits) are both spread.
+#[inline(always)]
+fn key_hash(key: u32) -> u64 {
+    (key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// A hash of a segment's two endpoints that is the same in both
@@ -1522,8 +1539,8 @@ impl Wheel {
 /// connection whose deadline moved on is filed again, and entries of a
 /// recycled slot are told apart by the slot's generation.
 pub struct Tracker {
-    /// Slab slots of the open connections, filed by [`flow_hash`], each
-    /// with [`tag`] of its hash: 8 bytes an entry (the endpoints are
+    /// Slab slots of the open connections, filed by the [`key_hash`] of
+    /// their [`flow_key`], each with [`tag`] of that hash: 8 bytes an entry (the endpoints are
     /// compared in the slab, and only when the tags agree), so the index
     /// stays small enough for the cache.
     index: HashTable<(u32, u32)>,
@@ -1602,7 +1619,7 @@ impl Tracker {
             }
             let c = &self.slab[i as usize];
             if c.expired(now, idle) {
-                let h = c.flow_hash();
+                let h = c.index_hash();
                 self.unindex(h, i);
                 self.retire(i);
             } else {
@@ -1623,10 +1640,18 @@ impl Tracker {
     }
 
     /// Processes one segment captured at `ts`.
+    #[inline]
     pub fn packet(&mut self, ts: Timestamp, seg: &Segment) {
+        self.packet_keyed(ts, seg, flow_key(flow_hash(seg)));
+    }
+
+    /// [`Tracker::packet`] for a caller that has the segment's
+    /// [`flow_key`] already (`key` must be `flow_key(flow_hash(seg))`).
+    pub fn packet_keyed(&mut self, ts: Timestamp, seg: &Segment, key: u32) {
+        debug_assert_eq!(key, flow_key(flow_hash(seg)));
         self.stats.segments += 1;
         self.expire(ts.0);
-        let hash = flow_hash(seg);
+        let hash = key_hash(key);
         let idle = self.cfg.idle_retire;
         let slab = &self.slab;
         let mut slot = self
@@ -1665,7 +1690,7 @@ impl Tracker {
                 let first = self.slab[i as usize].next_deadline(ts.0, idle);
                 let slab = &self.slab;
                 self.index
-                    .insert_unique(hash, (i, tag(hash)), |&(j, _)| slab[j as usize].flow_hash());
+                    .insert_unique(hash, (i, tag(hash)), |&(j, _)| slab[j as usize].index_hash());
                 self.stats.peak_open = self.stats.peak_open.max(self.index.len());
                 self.arm(first, i);
                 i
