@@ -26,24 +26,29 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-/// Segments per batch. Large, because every hand-over costs a wake-up and,
-/// with more threads than cores, a context switch that evicts the cache:
-/// on 2 cores sharing memory with other machines, 16,384 took 0.315 s
-/// against 0.404 s for 4,096 (medians of 9 interleaved runs); on a quiet
-/// machine the two were alike. A paused live input is handed on at once
-/// whatever the size (see `Input::Idle`). Per tracker at most
-/// [`QUEUED_BATCHES`] + 2 batches of 0.8 MB are in use (queued, one being
-/// tracked, one being filled), and a few more may wait as spares: each is
-/// allocated (and its pages faulted in) once, then reused.
-const BATCH: usize = 16384;
+/// Segments per batch. Small enough that the batches in flight (queued,
+/// being filled, being tracked: 196 KB each) stay in the caches between
+/// the reading thread writing them and a tracker reading them; big enough
+/// that hand-overs (a wake-up, and with more threads than cores a context
+/// switch) stay rare. Benchmark capture, 2 cores, `scripts/ab` with 31
+/// interleaved runs: 4,096 segments a batch with 16 queued took 0.224 s
+/// against 0.238 s for 16,384 with 8 (5.5% fewer cycles, `perf stat`, in
+/// the reading thread and in the trackers); 2,048 with 32, and 4,096 with
+/// 12 to 24, did as well within the noise; 8,192 with 8 less well. (With
+/// only 2 queued, 16,384 had beaten 4,096: 0.315 s against 0.404 s.) A
+/// paused live input is handed on at once whatever the size (see
+/// `Input::Idle`). Per tracker at most [`QUEUED_BATCHES`] + 2 batches are
+/// in use, and a few more may wait as spares: each is allocated (and its
+/// pages faulted in) once, then reused.
+const BATCH: usize = 4096;
 /// Full batches that may wait for each tracker before the reading thread
-/// waits for it. With 2, the reading thread was often stopped by one
-/// tracker's full queue while the others had run dry, leaving a core idle
-/// (`perf sched`: 56–94 ms idle of the 2 × 0.21 s, against 21–42 ms with
-/// 8). Benchmark capture, 41 interleaved runs (`scripts/ab`): 0.218 s
-/// against 0.227 s (median), 0.200 s against 0.204 s (first quartile);
-/// peak RSS 61 MB against 57 MB.
-const QUEUED_BATCHES: usize = 8;
+/// waits for it. Too few, and the reading thread is often stopped by one
+/// tracker's full queue while the others have run dry, leaving a core idle
+/// (with 2 batches of 16,384, `perf sched`: 56–94 ms idle of the
+/// 2 × 0.21 s, against 21–42 ms with 8); too many, and the batches in
+/// flight no longer fit the caches (see [`BATCH`]). Peak RSS on the
+/// benchmark capture: 56 MB, against 60–64 MB with 8 batches of 16,384.
+const QUEUED_BATCHES: usize = 16;
 /// Most RST payload bytes carried to the tracker (the evidence text limit is lower).
 const RST_PAYLOAD: usize = 512;
 

@@ -1689,8 +1689,9 @@ impl Tracker {
                 };
                 let first = self.slab[i as usize].next_deadline(ts.0, idle);
                 let slab = &self.slab;
-                self.index
-                    .insert_unique(hash, (i, tag(hash)), |&(j, _)| slab[j as usize].index_hash());
+                self.index.insert_unique(hash, (i, tag(hash)), |&(j, _)| {
+                    slab[j as usize].index_hash()
+                });
                 self.stats.peak_open = self.stats.peak_open.max(self.index.len());
                 self.arm(first, i);
                 i
