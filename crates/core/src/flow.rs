@@ -1540,9 +1540,9 @@ impl Wheel {
 /// recycled slot are told apart by the slot's generation.
 pub struct Tracker {
     /// Slab slots of the open connections, filed by the [`key_hash`] of
-    /// their [`flow_key`], each with [`tag`] of that hash: 8 bytes an entry (the endpoints are
-    /// compared in the slab, and only when the tags agree), so the index
-    /// stays small enough for the cache.
+    /// their [`flow_key`], each with [`tag`] of that hash: 8 bytes an
+    /// entry (the endpoints are compared in the slab, and only when the
+    /// tags agree), so the index stays small enough for the cache.
     index: HashTable<(u32, u32)>,
     slab: Vec<Conn>,
     /// Generation of each slot, bumped when its connection is retired.
