@@ -32,8 +32,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 /// that hand-overs (a wake-up, and with more threads than cores a context
 /// switch) stay rare. Benchmark capture, 2 cores, `scripts/ab` with 31
 /// interleaved runs: 4,096 segments a batch with 16 queued took 0.224 s
-/// against 0.238 s for 16,384 with 8 (5.5% fewer cycles, `perf stat`, in
-/// the reading thread and in the trackers); 2,048 with 32, and 4,096 with
+/// against 0.238 s for 16,384 with 8 (5.5% fewer cycles, `perf stat`);
+/// 2,048 with 32, and 4,096 with
 /// 12 to 24, did as well within the noise; 8,192 with 8 less well. (With
 /// only 2 queued, 16,384 had beaten 4,096: 0.315 s against 0.404 s.) A
 /// paused live input is handed on at once whatever the size (see
@@ -47,7 +47,8 @@ const BATCH: usize = 4096;
 /// (with 2 batches of 16,384, `perf sched`: 56–94 ms idle of the
 /// 2 × 0.21 s, against 21–42 ms with 8); too many, and the batches in
 /// flight no longer fit the caches (see [`BATCH`]). Peak RSS on the
-/// benchmark capture: 56 MB, against 60–64 MB with 8 batches of 16,384.
+/// benchmark capture: 56–63 MB over the day, against 60–64 MB with 8
+/// batches of 16,384.
 const QUEUED_BATCHES: usize = 16;
 /// Most RST payload bytes carried to the tracker (the evidence text limit is lower).
 const RST_PAYLOAD: usize = 512;
@@ -325,7 +326,7 @@ fn common_frame(ts: Timestamp, linktype: u32, f: &[u8]) -> Option<(Item, u64)> {
 /// comes from the key's low bits.
 fn shard(hash: u64, n: usize) -> usize {
     // Multiply-shift instead of `%`: no division in the per-packet path.
-    (((hash >> 16) as u32 as u64 * n as u64) >> 32) as usize
+    ((flow_key(hash) as u64 * n as u64) >> 32) as usize
 }
 
 /// How much lower than the reading thread's the trackers' scheduling

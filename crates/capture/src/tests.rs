@@ -249,24 +249,11 @@ fn garbage_is_a_clear_error() {
 }
 
 /// A reader that hands out one byte at a time, like a slow pipe.
-struct Trickle(Vec<u8>, usize);
-
-impl Read for Trickle {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.1 >= self.0.len() || buf.is_empty() {
-            return Ok(0);
-        }
-        buf[0] = self.0[self.1];
-        self.1 += 1;
-        Ok(1)
-    }
-}
-
 #[test]
 fn trickling_pipe_yields_the_same_packets() {
     let f = two_section_pcapng();
     let (want, _) = read_all(f.clone());
-    let mut r = CaptureReader::from_reader(Box::new(Trickle(f, 0))).unwrap();
+    let mut r = CaptureReader::from_reader(Box::new(Chunky(io::Cursor::new(f), 1))).unwrap();
     let mut got = Vec::new();
     while let Some(p) = r.next_packet().unwrap() {
         got.push((p.ts.0, p.linktype, p.data.to_vec(), p.orig_len));
@@ -350,7 +337,10 @@ fn fast_and_general_paths_read_alike() {
             let bytes = f[..cut].to_vec();
             let general = {
                 let mut out = Vec::new();
-                let err = match CaptureReader::from_reader(Box::new(Trickle(bytes.clone(), 0))) {
+                let err = match CaptureReader::from_reader(Box::new(Chunky(
+                    io::Cursor::new(bytes.clone()),
+                    1,
+                ))) {
                     Err(e) => Some(e.to_string()),
                     Ok(mut r) => loop {
                         match r.next_packet() {

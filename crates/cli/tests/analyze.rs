@@ -549,9 +549,6 @@ fn human_report_opens_with_the_summary() {
     assert!(first.find("firewall_reject").unwrap() < first.find("refused").unwrap());
 }
 
-/// Zeek's own conn.log baselines (../shared/corpora/zeek): every expected
-/// connection must be found with Zeek's conn_state and history. Rows with
-/// the same 4-tuple are matched in order (port reuse gives several).
 /// The detailed list holds the most telling connections of the whole
 /// capture, not of its first few thousand resets: a forged RST after
 /// 12,000 refused connections still comes first, on any number of threads.
@@ -599,6 +596,9 @@ fn the_most_telling_reset_is_shown_however_late_it_comes() {
     assert_eq!(reports[0], reports[1], "the same report on 1 and 3 threads");
 }
 
+/// Zeek's own conn.log baselines (../shared/corpora/zeek): every expected
+/// connection must be found with Zeek's conn_state and history. Rows with
+/// the same 4-tuple are matched in order (port reuse gives several).
 #[test]
 fn agrees_with_zeek_baselines() {
     let corp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/zeek");
