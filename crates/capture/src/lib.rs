@@ -182,6 +182,22 @@ struct Iface {
     /// Timestamp unit: (is power of two, exponent).
     resol: (bool, u8),
     offset_s: i64,
+    /// Nanoseconds per timestamp unit when the unit is a whole decimal
+    /// fraction of a second and there is no offset (the usual case, which
+    /// [`CaptureReader::next_whole_epb`] converts with one multiplication
+    /// instead of a power and a multiplication per packet); 0 otherwise.
+    unit_ns: i64,
+}
+
+impl Iface {
+    /// Sets [`Iface::unit_ns`] from the resolution and the offset.
+    fn with_unit(mut self) -> Self {
+        self.unit_ns = match self.resol {
+            (false, e) if e <= 9 && self.offset_s == 0 => 10i64.pow(9 - e as u32),
+            _ => 0,
+        };
+        self
+    }
 }
 
 enum State {
@@ -686,12 +702,8 @@ impl CaptureReader {
         let units = ((word(12) as u64) << 32) | word(16) as u64;
         // Whole decimal units without overflow (the usual case), else the
         // general conversion.
-        let ts = match iface.resol {
-            (false, e) if e <= 9 && iface.offset_s == 0 => (units as i64)
-                .checked_mul(10i64.pow(9 - e as u32))
-                .filter(|_| units <= i64::MAX as u64)
-                .map(Timestamp)
-                .unwrap_or_else(|| ts_of(units, iface)),
+        let ts = match (units as i64).checked_mul(iface.unit_ns) {
+            Some(ns) if iface.unit_ns != 0 && units <= i64::MAX as u64 => Timestamp(ns),
             _ => ts_of(units, iface),
         };
         *last_ts = ts;
@@ -880,6 +892,7 @@ impl CaptureReader {
                         snaplen: rd32(b, 4, le),
                         resol: (false, 6),
                         offset_s: 0,
+                        unit_ns: 0,
                     };
                     for (code, val) in Options::new(&b[8..], le) {
                         match code {
@@ -892,7 +905,7 @@ impl CaptureReader {
                     }
                     if let State::Pcapng { ifaces, .. } = &mut self.state {
                         if ifaces.len() < 65_536 {
-                            ifaces.push(iface);
+                            ifaces.push(iface.with_unit());
                         }
                     }
                 }
