@@ -116,8 +116,8 @@ pub fn summarize_with(c: &Conn, opts: &classify::Options, scratch: &mut Scratch)
         resp_bytes: c.resp_bytes(),
         orig_wire_bytes: o.wire_payload,
         resp_wire_bytes: r.wire_payload,
-        orig_ip_bytes: o.ip_bytes,
-        resp_ip_bytes: r.ip_bytes,
+        orig_ip_bytes: o.ip_bytes(),
+        resp_ip_bytes: r.ip_bytes(),
         resets: c.resets,
         reset,
     }

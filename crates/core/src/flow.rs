@@ -136,15 +136,8 @@ pub struct Endpoint {
 
     /// Packets sent.
     pub pkts: u64,
-    /// IP-level bytes sent (payload + headers are not known exactly; payload
-    /// plus 40 is used).
-    pub ip_bytes: u64,
     /// Payload bytes on the wire, retransmissions included.
     pub wire_payload: u64,
-    /// Time of the first packet from this side.
-    pub first_ts: Option<Timestamp>,
-    /// Time of the last packet from this side.
-    pub last_ts: Option<Timestamp>,
     /// Time of the last packet carrying payload.
     pub last_payload_ts: Option<Timestamp>,
     /// Time of the first FIN.
@@ -303,6 +296,12 @@ pub struct EndpointSnapshot {
 }
 
 impl Endpoint {
+    /// IP-level bytes sent: the headers are not known exactly, so payload
+    /// plus 40 a packet.
+    pub fn ip_bytes(&self) -> u64 {
+        self.wire_payload + 40 * self.pkts
+    }
+
     fn snapshot(&self) -> EndpointSnapshot {
         EndpointSnapshot {
             pkts: self.pkts,
@@ -438,7 +437,7 @@ impl Conn {
 
     /// Makes this slot a fresh connection whose first packet is `seg`,
     /// keeping the history's allocation. Field by field, in place: building
-    /// a new `Conn` and moving it into its slot copied its 760 bytes several
+    /// a new `Conn` and moving it into its slot copied its 680 bytes several
     /// times per connection.
     fn start_over(&mut self, ts: Timestamp, seg: &Segment, flip: bool) {
         for (e, addr, port) in [(0, seg.src, seg.sport), (1, seg.dst, seg.dport)] {
@@ -1171,13 +1170,11 @@ impl Conn {
         }
 
         let e = &mut self.ep[me];
-        e.pkts += 1;
-        e.ip_bytes += seg.payload_len as u64 + 40;
-        e.wire_payload += seg.payload_len as u64;
-        if e.first_ts.is_none() {
-            e.first_ts = Some(ts);
+        if e.pkts == 0 {
             e.first_ipid = seg.ip_id;
         }
+        e.pkts += 1;
+        e.wire_payload += seg.payload_len as u64;
         if !rst {
             // Keepalive probe: seq one below what it already sent, 0 or 1
             // byte, after a pause.
@@ -1217,7 +1214,6 @@ impl Conn {
                 e.last_payload_ts = Some(ts);
             }
         }
-        e.last_ts = Some(ts);
         // Any packet from the peer answers this side's probes... and this
         // side speaking means the peer's probes were answered.
         let peer = &mut self.ep[1 - me];
@@ -1740,7 +1736,7 @@ impl Tracker {
             .drain(..)
             .map(|i| std::mem::replace(&mut slab[i as usize], Conn::placeholder()))
             .collect();
-        // Slots sorted, not connections: a stable sort of the 760-byte
+        // Slots sorted, not connections: a stable sort of the 680-byte
         // connections themselves moved each many times (benchmark capture:
         // the 10,000s still open at the end).
         let mut rest: Vec<u32> = self.index.drain().map(|(i, _)| i).collect();
