@@ -76,7 +76,7 @@ pub enum EpState {
 }
 
 /// A (count, next threshold) pair for Zeek's logarithmic history letters.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Scaled {
     count: u32,
     thresh: u32,
@@ -105,7 +105,7 @@ impl Scaled {
 }
 
 /// One direction of a connection: Zeek's endpoint state plus evidence.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Endpoint {
     /// Address.
     pub addr: Addr,
@@ -159,7 +159,7 @@ pub struct Endpoint {
 }
 
 /// TTL / hop-limit baseline of one endpoint.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct TtlBaseline {
     /// Packets counted.
     pub n: u32,
@@ -187,7 +187,7 @@ impl TtlBaseline {
 }
 
 /// IP ID pattern of one endpoint's IPv4 packets.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct IpIdPattern {
     /// Packets counted.
     pub n: u32,
@@ -216,7 +216,7 @@ impl IpIdPattern {
 }
 
 /// A compact record of one packet, kept for the segment an RST answers.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PacketNote {
     /// Capture time.
     pub ts: Timestamp,
@@ -237,7 +237,7 @@ pub struct PacketNote {
 }
 
 /// Everything known about the first RST of a connection at the moment it arrived.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RstNote {
     /// The RST packet itself.
     pub pkt: PacketNote,
@@ -267,7 +267,7 @@ pub struct RstNote {
 }
 
 /// The parts of an [`Endpoint`] the classifier needs, frozen at RST time.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct EndpointSnapshot {
     /// Packets sent before the RST.
     pub pkts: u64,
@@ -394,7 +394,7 @@ fn seq_delta(a: u32, b: u32) -> i32 {
 }
 
 /// One TCP connection.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Conn {
     /// Originator (index 0) and responder (index 1).
     pub ep: [Endpoint; 2],
@@ -670,6 +670,110 @@ impl Conn {
                 return false;
             }
         }
+        true
+    }
+
+    /// Zeek's processing of `seg` ([`Conn::process`]) and its evidence
+    /// ([`Conn::note`]), for any segment. Returns the connection's deletion
+    /// time if `seg` changed it (its timer must then be set).
+    #[inline(always)]
+    fn general(&mut self, ts: Timestamp, is_orig: bool, seg: &Segment) -> Option<i64> {
+        let before = [self.ep[ORIG].state, self.ep[RESP].state];
+        let delete_before = self.delete_at;
+        let flipped = self.process(ts, is_orig, seg);
+        let now_orig = is_orig != flipped;
+        let before = if flipped {
+            [before[1], before[0]]
+        } else {
+            before
+        };
+        self.note(ts, if now_orig { ORIG } else { RESP }, seg, before);
+        if self.delete_at != delete_before {
+            self.delete_at
+        } else {
+            None
+        }
+    }
+
+    /// [`Conn::process`] and [`Conn::note`] for the commonest segment, if
+    /// `seg` is one: an ACK without SYN, FIN or RST, with an open window and
+    /// its payload captured whole, on a connection established both ways
+    /// (or seen only from the middle, Zeek's `PARTIAL`, which Zeek treats
+    /// alike for such segments), whose two sides have both sent something,
+    /// with no RST yet. Returns false, having
+    /// changed nothing, for every other segment.
+    ///
+    /// Why a second way through: for these segments most of what the
+    /// general way asks (flags, states, first packets, history letters,
+    /// the state machine, timers) has a known answer, and they are most of
+    /// the packets of a capture. This does only what is left, in the same
+    /// order, through the same helpers: each step below is the general
+    /// way's, in the general way's words. In builds with
+    /// debug assertions, every segment it takes is also run the general
+    /// way on a copy of the connection, and the two must agree in every
+    /// field (see [`Tracker::packet_keyed`]).
+    #[inline(always)]
+    fn common(&mut self, ts: Timestamp, is_orig: bool, seg: &Segment) -> bool {
+        let me = if is_orig { ORIG } else { RESP };
+        let other = 1 - me;
+        let len = seg.payload_len;
+        let open = |s: EpState| matches!(s, EpState::Established | EpState::Partial);
+        if seg.flags & (F::SYN | F::FIN | F::RST | F::ACK) != F::ACK
+            || !open(self.ep[me].state)
+            || !open(self.ep[other].state)
+            || self.first_packet_seen != 3
+            || seg.window == 0
+            || seg.caplen < len
+            || self.rst.is_some()
+        {
+            return false;
+        }
+        let (seq, ack) = (seg.seq, seg.ack);
+        let seq_one_past = seq.wrapping_add(len);
+        // process(): SetPartialStatus, init_endpoint and update_window
+        // change nothing here.
+        let (rel_seq, seq_underflow) = {
+            let e = &self.ep[me];
+            get_relative_seq(e, seq, e.last_seq, e.seq_wraps)
+        };
+        // update_history
+        if len > 0 {
+            self.check_history(is_orig, HIST_DATA, b'D');
+        } else {
+            self.check_history(is_orig, HIST_ACK, b'A');
+        }
+        if !self.ep[ORIG].did_close || !self.ep[RESP].did_close {
+            self.last_time = ts;
+        }
+        let rel_ack = {
+            let p = &mut self.ep[other];
+            let (r, under) = get_relative_seq(p, ack, p.ack_seq, p.ack_wraps);
+            if under {
+                0
+            } else {
+                let d = seq_delta(ack, p.ack_seq);
+                if !(ack == 0 && d > TOO_LARGE_SEQ_DELTA) && d > 0 {
+                    p.update_ack_seq(ack);
+                }
+                r
+            }
+        };
+        // update_last_seq
+        let e = &mut self.ep[me];
+        if seq_delta(seq_one_past, e.last_seq) > 0 {
+            e.update_last_seq(seq_one_past);
+        } else if len > 0 && e.rxmit.hit() {
+            self.add_history(is_orig, b'T');
+        }
+        // The state machine: nothing to do for an established or partial
+        // endpoint without SYN, FIN or RST.
+        self.ack_received(other, rel_ack);
+        if len > 0 && !seq_underflow {
+            self.data_sent(me, rel_seq, len as u64);
+        }
+        // note(), without an RST before or now.
+        let (gap, note) = self.packet_note(ts, me, seg);
+        self.record(ts, me, seg, false, gap, note);
         true
     }
 
@@ -1116,21 +1220,7 @@ impl Conn {
     /// `before` holds the Zeek states of (originator, responder) before this packet.
     fn note(&mut self, ts: Timestamp, me: usize, seg: &Segment, before: [EpState; 2]) {
         let rst = seg.has(F::RST);
-        let gap = if self.ep[ORIG].pkts + self.ep[RESP].pkts == 0 {
-            0
-        } else {
-            ts.0 - self.last_pkt.0
-        };
-        let note = PacketNote {
-            ts,
-            side: me,
-            flags: seg.flags,
-            seq: seg.seq,
-            ack: seg.ack,
-            len: seg.payload_len,
-            ip_id: seg.ip_id,
-            gap_before: gap,
-        };
+        let (gap, note) = self.packet_note(ts, me, seg);
 
         if rst {
             self.resets = self.resets.saturating_add(1);
@@ -1168,7 +1258,44 @@ impl Conn {
                 }
             }
         }
+        self.record(ts, me, seg, rst, gap, note);
+    }
 
+    /// The [`PacketNote`] of `seg`, from `me`, and the time since the
+    /// connection's previous packet (0 for its first).
+    #[inline(always)]
+    fn packet_note(&self, ts: Timestamp, me: usize, seg: &Segment) -> (i64, PacketNote) {
+        let gap = if self.ep[ORIG].pkts + self.ep[RESP].pkts == 0 {
+            0
+        } else {
+            ts.0 - self.last_pkt.0
+        };
+        let note = PacketNote {
+            ts,
+            side: me,
+            flags: seg.flags,
+            seq: seg.seq,
+            ack: seg.ack,
+            len: seg.payload_len,
+            ip_id: seg.ip_id,
+            gap_before: gap,
+        };
+        (gap, note)
+    }
+
+    /// The evidence every packet adds, RST or not (`rst`: whether `seg` is
+    /// one): the sender's counts, baselines and sequence space, and the
+    /// connection's last packet.
+    #[inline(always)]
+    fn record(
+        &mut self,
+        ts: Timestamp,
+        me: usize,
+        seg: &Segment,
+        rst: bool,
+        gap: i64,
+        note: PacketNote,
+    ) {
         let e = &mut self.ep[me];
         if e.pkts == 0 {
             e.first_ipid = seg.ip_id;
@@ -1369,6 +1496,9 @@ fn pair_hash(x: u64, y: u64) -> u64 {
 pub struct TrackerStats {
     /// TCP segments processed.
     pub segments: u64,
+    /// Of those, segments that took the common way (an ACK on an
+    /// established connection, see `Conn::common`).
+    pub common: u64,
     /// Connections started.
     pub connections: u64,
     /// Connections started because a SYN reused a closed connection's ports.
@@ -1695,20 +1825,20 @@ impl Tracker {
         };
         let c = &mut self.slab[i as usize];
         let is_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
-        let before = [c.ep[ORIG].state, c.ep[RESP].state];
-        let delete_before = c.delete_at;
-        let flipped = c.process(ts, is_orig, seg);
-        let now_orig = is_orig != flipped;
-        let before = if flipped {
-            [before[1], before[0]]
-        } else {
-            before
+        #[cfg(debug_assertions)]
+        let general = {
+            let mut copy = c.clone();
+            copy.general(ts, is_orig, seg);
+            copy
         };
-        c.note(ts, if now_orig { ORIG } else { RESP }, seg, before);
-        if c.delete_at != delete_before {
-            if let Some(d) = c.delete_at {
-                self.arm(d, i);
-            }
+        if c.common(ts, is_orig, seg) {
+            self.stats.common += 1;
+            #[cfg(debug_assertions)]
+            assert_eq!(*c, general, "the common way disagrees with the general way");
+            return;
+        }
+        if let Some(d) = c.general(ts, is_orig, seg) {
+            self.arm(d, i);
         }
     }
 
@@ -1834,6 +1964,103 @@ pub(crate) mod tests {
             t.packet(Timestamp::from_secs_f64(*ts), s);
         }
         t.finish()
+    }
+
+    /// The common way and the general way agree (checked for every segment
+    /// the common way takes, in builds with debug assertions, by
+    /// `Tracker::packet_keyed`) on connections with retransmissions, gaps,
+    /// reordering, wrapping sequence numbers, zero windows, keepalive
+    /// probes, snapped payloads, and connections seen from the middle.
+    #[test]
+    fn common_way_agrees_with_the_general_way() {
+        let mut x = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut t = Tracker::new(TrackerConfig::default());
+        let mut ts = 1_700_000_000.0;
+        for c in 0..300u32 {
+            let (cp, sp) = (1024 + c as u16, 443);
+            // Initial sequence numbers near the top, so some wrap.
+            let (mut cs, mut ss) = (u32::MAX - (next() % 400_000) as u32, next() as u32);
+            let partial = c % 5 == 0;
+            if !partial {
+                t.packet(
+                    Timestamp::from_secs_f64(ts),
+                    &seg(1, cp, 2, sp, F::SYN, cs, 0, 0),
+                );
+                t.packet(
+                    Timestamp::from_secs_f64(ts + 0.001),
+                    &seg(2, sp, 1, cp, F::SYN | F::ACK, ss, cs.wrapping_add(1), 0),
+                );
+                cs = cs.wrapping_add(1);
+                ss = ss.wrapping_add(1);
+            }
+            for _ in 0..40 {
+                ts += if next() % 20 == 0 { 0.7 } else { 0.001 };
+                let from_client = next() % 2 == 0;
+                let len = [0, 0, 1, 100, 1448][next() as usize % 5];
+                let (mut sq, mut ak) = if from_client { (cs, ss) } else { (ss, cs) };
+                match next() % 12 {
+                    0 => sq = sq.wrapping_sub(len.max(1)), // retransmission or probe
+                    1 => sq = sq.wrapping_add(2000),       // a gap
+                    2 => ak = ak.wrapping_sub(500),        // an old ACK
+                    3 => ak = ak.wrapping_add(3000),       // ACK of unseen data
+                    _ => {}
+                }
+                let (src, sport, dst, dport) = if from_client {
+                    (1, cp, 2, sp)
+                } else {
+                    (2, sp, 1, cp)
+                };
+                let mut s = seg(src, sport, dst, dport, F::ACK | F::PSH, sq, ak, len);
+                s.ttl = if from_client { 64 } else { 57 };
+                s.ip_id = Some(next() as u16);
+                if next() % 25 == 0 {
+                    s.window = 0;
+                }
+                if next() % 25 == 0 {
+                    s.caplen = 0;
+                }
+                t.packet(Timestamp::from_secs_f64(ts), &s);
+                if sq == (if from_client { cs } else { ss }) {
+                    let end = sq.wrapping_add(len);
+                    if from_client {
+                        cs = end;
+                    } else {
+                        ss = end;
+                    }
+                }
+            }
+            if c % 7 == 0 {
+                t.packet(
+                    Timestamp::from_secs_f64(ts),
+                    &seg(2, sp, 1, cp, F::RST | F::ACK, ss, cs, 0),
+                );
+                t.packet(
+                    Timestamp::from_secs_f64(ts + 0.01),
+                    &seg(1, cp, 2, sp, F::ACK, cs, ss, 10),
+                );
+            }
+        }
+        let s = t.stats;
+        assert!(
+            s.common > s.segments / 2 && s.common < s.segments,
+            "{} of {} segments took the common way",
+            s.common,
+            s.segments
+        );
+        let conns = t.finish();
+        assert_eq!(conns.len(), 300);
+        // The history letters that only the general way writes after the
+        // connection's start, and those the common way writes too.
+        let all: String = conns.iter().map(|c| c.history.as_str()).collect();
+        for letter in ['T', 't', 'G', 'g', 'W', 'w', '^', 'r', 'D', 'd'] {
+            assert!(all.contains(letter), "no {letter} in any history");
+        }
     }
 
     #[test]
