@@ -1,8 +1,9 @@
 //! Arbitrary bytes as a capture file: the reader, every link-layer and IP
 //! decoder, the flow tracker and the classifier must neither panic nor hang;
-//! the reader's fast paths (records lying whole in its buffer) must read a
-//! file, packet by packet or in runs, exactly as its general path reads
-//! the same bytes trickling in one at a time; and the
+//! the reader's fast paths (records lying whole in its buffer, or in the
+//! window of a mapped file) must read a file, mapped, packet by packet or
+//! in runs, exactly as its general path reads the same bytes trickling in
+//! one at a time; and the
 //! analysis must say the same on one thread as on several (segments then
 //! cross threads in a compact form, common frames decoded straight into it,
 //! each tracker sees only its share, and capture time may jump).

@@ -1,12 +1,15 @@
 //! Capture-file adapter: classic pcap, pcapng, gzip/zstd, stdin.
 //!
-//! [`CaptureReader`] streams packets out of any [`Read`] (a file, a pipe,
-//! a decompressor) without knowing its size in advance: packets are
-//! borrowed from one buffer of [`READ_CHUNK`] bytes that is refilled in
-//! place (no per-packet allocation, no per-packet system call), so reading
-//! runs near the speed of `cat`. The reader only ever waits for the bytes
-//! of the record it is decoding, so a live `tcpdump -w - | rstscope
-//! analyze -` sees each packet as soon as it is complete.
+//! [`CaptureReader`] streams packets out of any [`Read`] (a pipe, a
+//! decompressor) without knowing its size in advance: packets are borrowed
+//! from one buffer of [`READ_CHUNK`] bytes that is refilled in place (no
+//! per-packet allocation, no per-packet system call), so reading runs near
+//! the speed of `cat`. The reader only ever waits for the bytes of the
+//! record it is decoding, so a live `tcpdump -w - | rstscope analyze -`
+//! sees each packet as soon as it is complete. A regular file is read
+//! through a window mapped into memory instead (the `map` module), which
+//! spares the copy into the buffer; the packets, errors and offsets are
+//! the same either way.
 //!
 //! Untrusted lengths never decide an allocation on their own: a record may
 //! claim at most [`MAX_PACKET`] bytes (pcap) or [`MAX_BLOCK`] bytes (pcapng
@@ -30,20 +33,24 @@ use std::sync::Arc;
 pub const MAX_PACKET: usize = 262_144;
 /// Largest pcapng block accepted.
 pub const MAX_BLOCK: usize = 16 * 1024 * 1024;
-/// Bytes asked of the input per read.
+/// Bytes asked of the input per read (pipes, decompressors, and files that
+/// cannot be mapped).
 ///
 /// Small enough that the copy `read(2)` makes stays in the reading core's
 /// second-level cache until the packets in it are decoded, big enough that
 /// the system calls do not count. Measured on the benchmark capture (that
 /// of `scripts/bench-analyze`; 2 cores, file in the page cache, `rstscope
-/// analyze` under `perf stat` in interleaved runs), against the
-/// memory-mapped reading this replaced: 256 KiB chunks 12% less time
-/// (0.218 s against 0.249 s, 11 interleaved runs) when the page cache holds
-/// the file in large folios, as right after it was written or read back;
-/// with 4 KiB folios once 2–4% more (0.291–0.297 s against 0.285 s), once
-/// 8% less (0.221 s against 0.240 s, 15 runs, with 8 queued batches in the
-/// analysis). 1 MiB chunks, which overflow that cache with the trackers'
-/// data, gained only 5%; 64–512 KiB all did as well as 256 KiB.
+/// analyze` under `perf stat` in interleaved runs), on an AMD host on
+/// 2026-11-21, against the memory-mapped reading of the time (a pager
+/// thread, no read-ahead of the next window): 256 KiB chunks 12% less
+/// time (0.218 s against 0.249 s, 11 interleaved runs) when the page cache
+/// holds the file in large folios, as right after it was written or read
+/// back; with 4 KiB folios once 2–4% more (0.291–0.297 s against 0.285 s),
+/// once 8% less (0.221 s against 0.240 s, 15 runs, with 8 queued batches
+/// in the analysis). 1 MiB chunks, which overflow that cache with the
+/// trackers' data, gained only 5%; 64–512 KiB all did as well as 256 KiB.
+/// (On the Intel host of 2026-12-08 the mapped window of today's `map`
+/// module is 7–9% faster than these chunks; see its documentation.)
 pub const READ_CHUNK: usize = 256 << 10;
 
 /// One captured packet, borrowed from the reader's buffer.
@@ -229,8 +236,16 @@ impl<R: Read> Read for Counting<R> {
 /// Streams packets out of a capture.
 pub struct CaptureReader {
     src: Box<dyn Read + Send>,
-    /// The bytes packets are borrowed from, refilled in place.
+    /// The bytes packets are borrowed from, refilled in place (unless the
+    /// file is mapped, see `map`).
     buf: Vec<u8>,
+    /// A regular file is read through a mapped window instead: then the
+    /// bytes are the window's, and `base`, `pos` and `end` refer to it.
+    #[cfg(unix)]
+    map: Option<map::Window>,
+    /// How far into the window the reader has asked for the file's lines.
+    #[cfg(unix)]
+    prefetched: usize,
     /// Start of unread data in `buf`.
     pos: usize,
     /// End of valid data in `buf`.
@@ -273,6 +288,25 @@ impl CaptureReader {
             // SAFETY: a valid descriptor, owned by `f`.
             unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
         }
+        #[cfg(unix)]
+        let (f, fd) = match size {
+            Some(len) => match map::Window::open(f, len) {
+                Ok(w) => {
+                    let head = w.bytes();
+                    if !head.starts_with(&[0x1f, 0x8b])
+                        && !head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+                    {
+                        return Self::mapped(w, size);
+                    }
+                    // Compressed: decompressed as a stream.
+                    let f = w.into_file(0).map_err(|e| Error::Open { source: e })?;
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+                    (f, fd)
+                }
+                Err(f) => (f, fd),
+            },
+            None => (f, fd),
+        };
         let mut r = Self::from_reader(Box::new(f))?;
         #[cfg(unix)]
         {
@@ -280,6 +314,19 @@ impl CaptureReader {
             r.input_fd = Some(fd);
         }
         r.file_size = size;
+        Ok(r)
+    }
+
+    /// A reader of the file mapped in `w` (see [`map`]).
+    #[cfg(unix)]
+    fn mapped(w: map::Window, size: Option<u64>) -> Result<Self, Error> {
+        let count = Arc::new(AtomicU64::new(0));
+        let mut r = CaptureReader::bare(Box::new(io::empty()), count);
+        r.end = w.bytes().len();
+        r.raw_count.store(r.end as u64, Ordering::Relaxed);
+        r.map = Some(w);
+        r.file_size = size;
+        r.start()?;
         Ok(r)
     }
 
@@ -323,6 +370,10 @@ impl CaptureReader {
         CaptureReader {
             src,
             buf: Vec::new(),
+            #[cfg(unix)]
+            map: None,
+            #[cfg(unix)]
+            prefetched: 0,
             pos: 0,
             end: 0,
             base: 0,
@@ -345,7 +396,7 @@ impl CaptureReader {
 
     /// The bytes already buffered followed by the rest of the source.
     fn into_stream(self) -> Box<dyn Read + Send> {
-        let head = self.buf[self.pos..self.end].to_vec();
+        let head = self.avail().to_vec();
         Box::new(io::Cursor::new(head).chain(self.src))
     }
 
@@ -426,8 +477,40 @@ impl CaptureReader {
         &self.stats
     }
 
+    /// The bytes at hand: the buffer, or the mapped window.
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        #[cfg(unix)]
+        if let Some(w) = &self.map {
+            return w.bytes();
+        }
+        &self.buf
+    }
+
+    /// Whether the record ending at `end` (in [`CaptureReader::data`])
+    /// is the file's own: always, unless a mapped file shrank under it
+    /// (see [`map::Window::intact`]).
+    #[inline(always)]
+    fn intact(&self, end: usize) -> bool {
+        #[cfg(unix)]
+        if let Some(w) = &self.map {
+            return w.intact(end);
+        }
+        let _ = end;
+        true
+    }
+
+    /// The size of a mapped file now.
+    fn size_now(&self) -> Option<u64> {
+        #[cfg(unix)]
+        if let Some(w) = &self.map {
+            return w.size_now();
+        }
+        None
+    }
+
     fn avail(&self) -> &[u8] {
-        &self.buf[self.pos..self.end]
+        &self.data()[self.pos..self.end]
     }
 
     fn offset(&self) -> u64 {
@@ -446,6 +529,51 @@ impl CaptureReader {
 
     #[cold]
     fn refill(&mut self, n: usize) -> Result<usize, Error> {
+        #[cfg(unix)]
+        if let Some(w) = &mut self.map {
+            let from = self.base + self.pos as u64;
+            if w.lost() {
+                return Err(shrank(from, w.size_now()));
+            }
+            match w.advance(from, n) {
+                Ok(true) => {
+                    self.base = w.base();
+                    self.pos = (from - self.base) as usize;
+                    self.end = w.bytes().len();
+                    self.prefetched = self.pos;
+                    self.raw_count
+                        .store(self.base + self.end as u64, Ordering::Relaxed);
+                    return Ok(self.end - self.pos);
+                }
+                Ok(false) => {
+                    // The file ends first (as it stands now): read on as a
+                    // stream from the end of the window.
+                    let rest = self.avail().to_vec();
+                    let at = self.base + self.end as u64;
+                    if let Some(w) = self.map.take() {
+                        let file = w.into_file(at).map_err(|e| Error::Io {
+                            offset: at,
+                            source: e,
+                        })?;
+                        self.src = Box::new(Counting {
+                            inner: file,
+                            count: self.raw_count.clone(),
+                        });
+                    }
+                    self.raw_count.store(at, Ordering::Relaxed);
+                    self.buf = rest;
+                    self.base = from;
+                    self.pos = 0;
+                    self.end = self.buf.len();
+                }
+                Err(e) => {
+                    return Err(Error::Io {
+                        offset: from,
+                        source: e,
+                    })
+                }
+            }
+        }
         let buf = &mut self.buf;
         if self.pos > 0 {
             buf.copy_within(self.pos..self.end, 0);
@@ -509,7 +637,7 @@ impl CaptureReader {
             0xa1b2c3d4 | 0xa1b23c4d | 0xa1b2cd34 | 0xd4c3b2a1 | 0x4d3cb2a1 | 0x34cdb2a1 => {
                 self.need(24, "pcap file header")?;
                 let le = matches!(m_le, 0xa1b2c3d4 | 0xa1b23c4d | 0xa1b2cd34);
-                let h = &self.buf[self.pos..self.pos + 24];
+                let h = &self.data()[self.pos..self.pos + 24];
                 let nanos = matches!(m_le, 0xa1b23c4d | 0x4d3cb2a1);
                 let lt = rd32(h, 20, le);
                 // The upper bits of the link-type field carry FCS information.
@@ -565,7 +693,7 @@ impl CaptureReader {
             return Ok(Some(Packet {
                 ts,
                 linktype,
-                data: &self.buf[start..start + len],
+                data: &self.data()[start..start + len],
                 orig_len,
                 offset,
             }));
@@ -596,6 +724,8 @@ impl CaptureReader {
         }
         let mut n = 0;
         while n < max {
+            #[cfg(unix)]
+            self.prefetch_ahead();
             let fast = match self.state {
                 State::Pcap { .. } => self.next_whole_pcap(),
                 State::Pcapng { .. } => self.next_whole_epb(),
@@ -607,7 +737,7 @@ impl CaptureReader {
             let go = f(Packet {
                 ts,
                 linktype,
-                data: &self.buf[start..start + len],
+                data: &self.data()[start..start + len],
                 orig_len,
                 offset,
             });
@@ -616,6 +746,22 @@ impl CaptureReader {
             }
         }
         n
+    }
+
+    /// In a mapped window, asks the CPU for the lines up to
+    /// [`map::PREFETCH`] bytes ahead of the next record.
+    #[cfg(unix)]
+    #[inline(always)]
+    fn prefetch_ahead(&mut self) {
+        if let Some(w) = &self.map {
+            let want = (self.pos + map::PREFETCH).min(self.end);
+            let mut at = self.prefetched.max(self.pos);
+            while at < want {
+                w.prefetch(at);
+                at += 64;
+            }
+            self.prefetched = at;
+        }
     }
 
     /// The common case, kept small and branch-light: a classic pcap record
@@ -633,14 +779,20 @@ impl CaptureReader {
         else {
             return None;
         };
-        let m: &[u8] = &self.buf[..self.end];
+        let m: &[u8] = &self.data()[..self.end];
         let pos = self.pos;
         // Modified pcap (24-byte records) has the top bit set: general path.
         let h: &[u8; 16] = m.get(pos..pos + 16)?.try_into().ok()?;
         let word = |i: usize| rd32(h, i, le);
         let caplen = word(8) as usize;
         let start = pos + 16;
-        if linktype & 0x8000_0000 != 0 || caplen > MAX_PACKET || m.len() - start < caplen {
+        // (Empty records too: see `next_pcap`.)
+        if linktype & 0x8000_0000 != 0
+            || caplen > MAX_PACKET
+            || caplen == 0
+            || m.len() - start < caplen
+            || !self.intact(start + caplen)
+        {
             return None;
         }
         let frac = word(4);
@@ -670,16 +822,10 @@ impl CaptureReader {
     #[inline(always)]
     #[allow(clippy::type_complexity)]
     fn next_whole_epb(&mut self) -> Option<(usize, usize, Timestamp, u32, u32, u64)> {
-        let State::Pcapng {
-            le,
-            ifaces,
-            last_ts,
-        } = &mut self.state
-        else {
+        let State::Pcapng { le, .. } = self.state else {
             return None;
         };
-        let le = *le;
-        let m: &[u8] = &self.buf[..self.end];
+        let m: &[u8] = &self.data()[..self.end];
         let pos = self.pos;
         // Block type and length, then the EPB's interface, time and lengths.
         let h: &[u8; 28] = m.get(pos..pos + 28)?.try_into().ok()?;
@@ -695,11 +841,21 @@ impl CaptureReader {
         }
         let trailer = rd32(&m[pos + blen - 4..pos + blen], 0, le);
         let caplen = word(20) as usize;
-        if trailer as usize != blen || caplen > blen - 32 {
+        if trailer as usize != blen || caplen > blen - 32 || !self.intact(pos + blen) {
             return None;
         }
-        let iface = *ifaces.get(word(8) as usize)?;
-        let units = ((word(12) as u64) << 32) | word(16) as u64;
+        let (ifid, units, orig_len) = (
+            word(8) as usize,
+            ((word(12) as u64) << 32) | word(16) as u64,
+            word(24),
+        );
+        let State::Pcapng {
+            ifaces, last_ts, ..
+        } = &mut self.state
+        else {
+            return None;
+        };
+        let iface = *ifaces.get(ifid)?;
         // Whole decimal units without overflow (the usual case), else the
         // general conversion.
         let ts = match (units as i64).checked_mul(iface.unit_ns) {
@@ -707,7 +863,6 @@ impl CaptureReader {
             _ => ts_of(units, iface),
         };
         *last_ts = ts;
-        let orig_len = word(24);
         self.pos = pos + blen;
         self.stats.packets += 1;
         Some((
@@ -726,13 +881,28 @@ impl CaptureReader {
             State::Pcap { .. } => self.next_pcap(),
             State::Pcapng { .. } => self.next_pcapng(),
         };
+        let r = match r {
+            Ok(Some((start, len, _, _, _, offset))) if !self.intact(start + len) => {
+                Err(shrank(offset, self.size_now()))
+            }
+            // A mapped file that shrank: a fault past its end was caught,
+            // or the bytes at hand lie past its end now.
+            #[cfg(unix)]
+            Err(_)
+                if self.map.as_ref().is_some_and(|w| w.lost())
+                    || self.size_now().is_some_and(|s| self.offset() >= s) =>
+            {
+                Err(shrank(self.offset(), self.size_now()))
+            }
+            r => r,
+        };
         match r {
             Ok(Some((start, len, ts, linktype, orig_len, offset))) => {
                 self.stats.packets += 1;
                 Ok(Some(Packet {
                     ts,
                     linktype,
-                    data: &self.buf[start..start + len],
+                    data: &self.data()[start..start + len],
                     orig_len,
                     offset,
                 }))
@@ -770,12 +940,17 @@ impl CaptureReader {
                 available: have as u64,
             });
         }
-        let h = &self.buf[self.pos..self.pos + 16];
+        let h = &self.data()[self.pos..self.pos + 16];
         let sec = rd32(h, 0, le);
         let frac = rd32(h, 4, le);
         let caplen = rd32(h, 8, le) as usize;
         let orig_len = rd32(h, 12, le);
         let offset = self.offset();
+        if h == [0; 16] && self.size_now().is_some_and(|s| offset + 16 > s) {
+            // Zeros past the end of a mapped file that shrank (the kernel
+            // fills the rest of its last page with them), not a record.
+            return Err(shrank(offset, self.size_now()));
+        }
         if caplen > MAX_PACKET {
             return Err(Error::Corrupt {
                 offset,
@@ -821,7 +996,7 @@ impl CaptureReader {
             let State::Pcapng { le, .. } = self.state else {
                 unreachable!("pcapng state")
             };
-            let h = &self.buf[self.pos..self.pos + 12];
+            let h = &self.data()[self.pos..self.pos + 12];
             let btype_raw = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
             let mut le = le;
             if btype_raw == 0x0a0d0d0a {
@@ -861,7 +1036,7 @@ impl CaptureReader {
                 });
             }
             let p = self.pos;
-            let trailer = rd32(&self.buf[p + blen - 4..p + blen], 0, le) as usize;
+            let trailer = rd32(&self.data()[p + blen - 4..p + blen], 0, le) as usize;
             if trailer != blen {
                 return Err(Error::Corrupt {
                     offset,
@@ -880,7 +1055,7 @@ impl CaptureReader {
                     };
                 }
                 1 => {
-                    let b = &self.buf[body];
+                    let b = &self.data()[body];
                     if b.len() < 8 {
                         return Err(Error::Corrupt {
                             offset,
@@ -910,7 +1085,7 @@ impl CaptureReader {
                     }
                 }
                 6 | 2 => {
-                    let b = &self.buf[body.clone()];
+                    let b = &self.data()[body.clone()];
                     let min = 20;
                     if b.len() < min {
                         return Err(Error::Corrupt {
@@ -968,7 +1143,7 @@ impl CaptureReader {
                     )));
                 }
                 3 => {
-                    let b = &self.buf[body.clone()];
+                    let b = &self.data()[body.clone()];
                     if b.len() < 4 {
                         return Err(Error::Corrupt {
                             offset,
@@ -1007,6 +1182,19 @@ impl CaptureReader {
                 _ => self.stats.skipped_blocks += 1,
             }
         }
+    }
+}
+
+/// The error of a mapped file that shrank under the reader, at `offset`,
+/// to `size` bytes (if known).
+fn shrank(offset: u64, size: Option<u64>) -> Error {
+    let to = size.map(|s| format!(" to {s} bytes")).unwrap_or_default();
+    Error::Io {
+        offset,
+        source: io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the file shrank{to} while it was being read"),
+        ),
     }
 }
 
@@ -1085,5 +1273,7 @@ impl<'a> Iterator for Options<'a> {
     }
 }
 
+#[cfg(unix)]
+mod map;
 #[cfg(test)]
 mod tests;

@@ -458,3 +458,152 @@ fn big_files_read_alike_in_runs_and_in_pieces() {
         assert!(err.contains("truncated") && err.contains(&at), "{got:?}");
     }
 }
+
+/// A classic pcap of `n` records of varied sizes (one of 200 KiB, larger
+/// than a test window), and the packets in it.
+fn varied_pcap(n: u32) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let data: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let len = if i == n / 3 {
+                200 << 10
+            } else {
+                1 + (i.wrapping_mul(2_654_435_761) % 1500) as usize
+            };
+            (0..len)
+                .map(|k| (k as u32 ^ i.wrapping_mul(31)) as u8)
+                .collect()
+        })
+        .collect();
+    let recs: Vec<(u32, u32, &[u8])> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (1_700_000_000 + i as u32, i as u32, &d[..]))
+        .collect();
+    (pcap(true, false, 1, &recs), data)
+}
+
+/// A mapped file is read window after window (64 KiB windows in the unit
+/// tests), records across their ends and a record larger than a window
+/// included: the same packets, offsets and progress as from a pipe.
+#[cfg(unix)]
+#[test]
+fn mapped_files_read_as_streams() {
+    let tmp = TempFile::new("mapped");
+    let (f, data) = varied_pcap(600);
+    assert!(f.len() > 10 * map::WINDOW);
+    std::fs::write(&tmp.0, &f).unwrap();
+    let mut r = CaptureReader::open(&tmp.0).unwrap();
+    assert!(r.map.is_some(), "a regular file is mapped");
+    let piecewise = CaptureReader::from_reader(Box::new(Chunky(io::Cursor::new(f.clone()), 777)));
+    assert_eq!(read_runs(CaptureReader::open(&tmp.0)), read_runs(piecewise));
+    let mut n = 0;
+    while let Some(p) = r.next_packet().unwrap() {
+        assert_eq!(p.data, &data[n][..], "packet {n}");
+        n += 1;
+    }
+    assert_eq!(n, data.len());
+    assert_eq!(r.bytes_consumed(), f.len() as u64);
+}
+
+/// A file that grows while it is read (a running `tcpdump -w`) is read to
+/// the end it has when the reader gets there.
+#[cfg(unix)]
+#[test]
+fn mapped_files_are_read_as_they_grow() {
+    let tmp = TempFile::new("growing");
+    let (f, data) = varied_pcap(300);
+    let half = f.len() / 2;
+    std::fs::write(&tmp.0, &f[..half]).unwrap();
+    let mut r = CaptureReader::open(&tmp.0).unwrap();
+    assert!(r.map.is_some());
+    let first = r.next_packet().unwrap().unwrap().data.to_vec();
+    assert_eq!(first, data[0]);
+    let mut w = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&tmp.0)
+        .unwrap();
+    w.write_all(&f[half..]).unwrap();
+    drop(w);
+    let mut n = 1;
+    while let Some(p) = r.next_packet().unwrap() {
+        assert_eq!(p.data, &data[n][..], "packet {n}");
+        n += 1;
+    }
+    assert_eq!(n, data.len());
+}
+
+/// A mapped file that another process truncates under the reader does not
+/// kill it (`SIGBUS`): the reader returns the packets that were there,
+/// then an error naming the offset and the new size. Truncated inside the
+/// mapped window (the fault is caught) and beyond it (seen when the
+/// reader maps on).
+#[cfg(unix)]
+#[test]
+fn mapped_files_that_shrink_are_an_error_not_a_crash() {
+    let (f, data) = varied_pcap(600);
+    // Record ends, to know which packets lie wholly before a cut.
+    let mut ends = Vec::new();
+    let mut at = 24;
+    for d in &data {
+        at += 16 + d.len();
+        ends.push(at);
+    }
+    for (name, read_first, cut) in [
+        ("inside", 40, 100_000),
+        ("page", 40, 98_304),
+        ("beyond", 10, 300_000),
+        ("start", 0, 30),
+    ] {
+        let tmp = TempFile::new(&format!("shrink-{name}"));
+        std::fs::write(&tmp.0, &f).unwrap();
+        let mut r = CaptureReader::open(&tmp.0).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..read_first {
+            got.push(r.next_packet().unwrap().unwrap().data.to_vec());
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp.0)
+            .unwrap()
+            .set_len(cut as u64)
+            .unwrap();
+        let err = loop {
+            let n = r.for_each_buffered(1000, |p| {
+                got.push(p.data.to_vec());
+                true
+            });
+            if n > 0 {
+                continue;
+            }
+            match r.next_packet() {
+                Ok(Some(p)) => got.push(p.data.to_vec()),
+                Ok(None) => panic!("{name}: no error after the file shrank"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(
+            err.contains("shrank to") || err.contains("truncated"),
+            "{name}: {err}"
+        );
+        // Every packet that ended before the cut is intact. Past it, the
+        // kernel fills the rest of the file's last page with zeros, and a
+        // packet ending there may be returned with zeros at its end; none
+        // lying further on was returned.
+        let whole = ends.iter().filter(|&&e| e <= cut).count();
+        let in_last_page = ends.iter().filter(|&&e| e <= (cut + 4095) & !4095).count();
+        assert!(
+            got.len() >= whole.max(read_first),
+            "{name}: {} packets",
+            got.len()
+        );
+        assert!(
+            got.len() <= in_last_page.max(read_first),
+            "{name}: {} packets, {whole} before the cut",
+            got.len()
+        );
+        for (k, p) in got.iter().enumerate().take(whole.max(read_first)) {
+            assert_eq!(p, &data[k], "{name}: packet {k}");
+        }
+        assert_eq!(r.next_packet().unwrap().map(|p| p.data.len()), None);
+    }
+}
