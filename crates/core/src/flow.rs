@@ -708,10 +708,11 @@ impl Conn {
     /// the state machine, timers) has a known answer, and they are most of
     /// the packets of a capture. This does only what is left, in the same
     /// order, through the same helpers: each step below is the general
-    /// way's, in the general way's words. In builds with
-    /// debug assertions, every segment it takes is also run the general
-    /// way on a copy of the connection, and the two must agree in every
-    /// field (see [`Tracker::packet_keyed`]).
+    /// way's, in the general way's words. In builds with debug assertions
+    /// (the fuzz target's, say) and in this crate's unit tests, every
+    /// segment it takes is also run the general way on a copy of the
+    /// connection, and the two must agree in every field (see
+    /// [`Tracker::packet_keyed`]).
     #[inline(always)]
     fn common(&mut self, ts: Timestamp, is_orig: bool, seg: &Segment) -> bool {
         let me = if is_orig { ORIG } else { RESP };
@@ -1825,7 +1826,7 @@ impl Tracker {
         };
         let c = &mut self.slab[i as usize];
         let is_orig = seg.src == c.ep[ORIG].addr && seg.sport == c.ep[ORIG].port;
-        #[cfg(debug_assertions)]
+        #[cfg(any(debug_assertions, test))]
         let general = {
             let mut copy = c.clone();
             copy.general(ts, is_orig, seg);
@@ -1833,7 +1834,7 @@ impl Tracker {
         };
         if c.common(ts, is_orig, seg) {
             self.stats.common += 1;
-            #[cfg(debug_assertions)]
+            #[cfg(any(debug_assertions, test))]
             assert_eq!(*c, general, "the common way disagrees with the general way");
             return;
         }
@@ -1967,7 +1968,7 @@ pub(crate) mod tests {
     }
 
     /// The common way and the general way agree (checked for every segment
-    /// the common way takes, in builds with debug assertions, by
+    /// the common way takes, in unit tests even in release builds, by
     /// `Tracker::packet_keyed`) on connections with retransmissions, gaps,
     /// reordering, wrapping sequence numbers, zero windows, keepalive
     /// probes, snapped payloads, and connections seen from the middle.
