@@ -700,8 +700,8 @@ impl Conn {
     /// its payload captured whole, on a connection established both ways
     /// (or seen only from the middle, Zeek's `PARTIAL`, which Zeek treats
     /// alike for such segments), whose two sides have both sent something,
-    /// with no RST yet. Returns false, having
-    /// changed nothing, for every other segment.
+    /// with no RST yet. Returns false, having changed nothing, for every
+    /// other segment.
     ///
     /// Why a second way through: for these segments most of what the
     /// general way asks (flags, states, first packets, history letters,
