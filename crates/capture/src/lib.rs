@@ -500,6 +500,15 @@ impl CaptureReader {
         true
     }
 
+    /// Where a mapped file's first lost page was, if one was.
+    fn lost_at(&self) -> Option<u64> {
+        #[cfg(unix)]
+        if let Some(w) = &self.map {
+            return w.lost_at();
+        }
+        None
+    }
+
     /// The size of a mapped file now.
     fn size_now(&self) -> Option<u64> {
         #[cfg(unix)]
@@ -533,7 +542,7 @@ impl CaptureReader {
         if let Some(w) = &mut self.map {
             let from = self.base + self.pos as u64;
             if w.lost() {
-                return Err(shrank(from, w.size_now()));
+                return Err(shrank(from, w.size_now(), w.lost_at()));
             }
             match w.advance(from, n) {
                 Ok(true) => {
@@ -883,7 +892,7 @@ impl CaptureReader {
         };
         let r = match r {
             Ok(Some((start, len, _, _, _, offset))) if !self.intact(start + len) => {
-                Err(shrank(offset, self.size_now()))
+                Err(shrank(offset, self.size_now(), self.lost_at()))
             }
             // A mapped file that shrank: a fault past its end was caught,
             // or the bytes at hand lie past its end now.
@@ -892,7 +901,7 @@ impl CaptureReader {
                 if self.map.as_ref().is_some_and(|w| w.lost())
                     || self.size_now().is_some_and(|s| self.offset() >= s) =>
             {
-                Err(shrank(self.offset(), self.size_now()))
+                Err(shrank(self.offset(), self.size_now(), self.lost_at()))
             }
             r => r,
         };
@@ -949,7 +958,7 @@ impl CaptureReader {
         if h == [0; 16] && self.size_now().is_some_and(|s| offset + 16 > s) {
             // Zeros past the end of a mapped file that shrank (the kernel
             // fills the rest of its last page with them), not a record.
-            return Err(shrank(offset, self.size_now()));
+            return Err(shrank(offset, self.size_now(), None));
         }
         if caplen > MAX_PACKET {
             return Err(Error::Corrupt {
@@ -1185,16 +1194,23 @@ impl CaptureReader {
     }
 }
 
-/// The error of a mapped file that shrank under the reader, at `offset`,
-/// to `size` bytes (if known).
-fn shrank(offset: u64, size: Option<u64>) -> Error {
-    let to = size.map(|s| format!(" to {s} bytes")).unwrap_or_default();
+/// The error of a mapped file whose bytes were lost under the reader, for
+/// the record at `offset`. `size` is the file's size now and `lost` where
+/// the first lost page was (if known). Usually the file shrank; if the lost
+/// page still lies within it, that page could not be read (the kernel
+/// signals a disk's read error the same way).
+fn shrank(offset: u64, size: Option<u64>, lost: Option<u64>) -> Error {
+    let what = match (size, lost) {
+        (Some(s), Some(at)) if at < s => format!(
+            "the file's bytes at {at} could not be read (a read error, or the \
+             file was cut and written again; it has {s} bytes now)"
+        ),
+        (Some(s), _) => format!("the file shrank to {s} bytes while it was being read"),
+        (None, _) => "the file shrank while it was being read".to_string(),
+    };
     Error::Io {
         offset,
-        source: io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("the file shrank{to} while it was being read"),
-        ),
+        source: io::Error::new(io::ErrorKind::UnexpectedEof, what),
     }
 }
 

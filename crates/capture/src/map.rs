@@ -65,6 +65,8 @@ struct Slot {
     start: AtomicUsize,
     len: AtomicUsize,
     lost: AtomicBool,
+    /// Where in the window the first lost page was.
+    lost_at: AtomicUsize,
 }
 
 /// Windows that can be mapped at once in the process (one per open
@@ -77,6 +79,7 @@ const FREE: Slot = Slot {
     start: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
     lost: AtomicBool::new(false),
+    lost_at: AtomicUsize::new(0),
 };
 static REGISTRY: [Slot; SLOTS] = [FREE; SLOTS];
 
@@ -143,6 +146,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
                 )
             };
             if p != libc::MAP_FAILED {
+                if !s.lost.load(Ordering::Acquire) {
+                    s.lost_at.store(addr - start, Ordering::Release);
+                }
                 s.lost.store(true, Ordering::Release);
                 return;
             }
@@ -270,6 +276,12 @@ impl Window {
     /// The file's size now (after it shrank, say).
     pub(crate) fn size_now(&self) -> Option<u64> {
         self.file.metadata().ok().map(|m| m.len())
+    }
+
+    /// The file offset of the first page found lost, if one was.
+    pub(crate) fn lost_at(&self) -> Option<u64> {
+        self.lost()
+            .then(|| self.base + self.slot.lost_at.load(Ordering::Acquire) as u64)
     }
 
     /// Maps the window on from file offset `from` so that it holds at
