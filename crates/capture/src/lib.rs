@@ -296,7 +296,7 @@ impl CaptureReader {
                     if !head.starts_with(&[0x1f, 0x8b])
                         && !head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
                     {
-                        return Self::mapped(w, size);
+                        return Self::mapped(w, len);
                     }
                     // Compressed: decompressed as a stream.
                     let f = w.into_file(0).map_err(|e| Error::Open { source: e })?;
@@ -319,13 +319,13 @@ impl CaptureReader {
 
     /// A reader of the file mapped in `w` (see [`map`]).
     #[cfg(unix)]
-    fn mapped(w: map::Window, size: Option<u64>) -> Result<Self, Error> {
+    fn mapped(w: map::Window, size: u64) -> Result<Self, Error> {
         let count = Arc::new(AtomicU64::new(0));
         let mut r = CaptureReader::bare(Box::new(io::empty()), count);
         r.end = w.bytes().len();
         r.raw_count.store(r.end as u64, Ordering::Relaxed);
         r.map = Some(w);
-        r.file_size = size;
+        r.file_size = Some(size);
         r.start()?;
         Ok(r)
     }

@@ -44,7 +44,8 @@ use std::sync::{Once, OnceLock};
 /// capture, 9 interleaved runs: 2 MiB windows 0.353 s, 8 to 128 MiB
 /// 0.332–0.337 s; with the file half evicted from the page cache (every
 /// other 4 MiB), 16 MiB windows read ahead ([`Window::read_ahead`]) took
-/// 0.63–0.64 s, 32 MiB 0.69–0.74 s, `read(2)` 0.66–1.62 s. Mapped pages
+/// 0.63–0.64 s, 32 MiB 0.69–0.74 s, `read(2)` 0.59–1.62 s over two series
+/// of three. Mapped pages
 /// count as resident: peak RSS 53 MB with 8 MiB, 59–62 MB with 16 MiB,
 /// 75 MB with 32 MiB (55 MB with `read(2)`).
 #[cfg(not(test))]
@@ -55,7 +56,8 @@ pub(crate) const WINDOW: usize = 64 << 10;
 /// How far ahead of the record being decoded the reader asks for the
 /// file's lines (into the second-level cache, see [`Window::prefetch`]).
 /// Benchmark capture, 15 interleaved runs: 4 KiB 0.332 s, 8 KiB 0.342 s;
-/// 16 KiB and more slower (0.354 s, 0.380 s with 32 KiB).
+/// in another series of 13 (`T2`), 8 KiB 0.348 s, 16 KiB 0.354 s, 32 KiB
+/// 0.380 s.
 pub(crate) const PREFETCH: usize = 4 << 10;
 
 /// A registered window: where it lies, and whether a fault past the end
@@ -64,10 +66,12 @@ struct Slot {
     used: AtomicBool,
     start: AtomicUsize,
     len: AtomicUsize,
-    lost: AtomicBool,
-    /// Where in the window the first lost page was.
+    /// Where in the window the first lost page was ([`NONE`]: none).
     lost_at: AtomicUsize,
 }
+
+/// No page lost.
+const NONE: usize = usize::MAX;
 
 /// Windows that can be mapped at once in the process (one per open
 /// reader); a reader that finds none free reads with `read(2)`.
@@ -78,8 +82,7 @@ const FREE: Slot = Slot {
     used: AtomicBool::new(false),
     start: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
-    lost: AtomicBool::new(false),
-    lost_at: AtomicUsize::new(0),
+    lost_at: AtomicUsize::new(NONE),
 };
 static REGISTRY: [Slot; SLOTS] = [FREE; SLOTS];
 
@@ -146,10 +149,13 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
                 )
             };
             if p != libc::MAP_FAILED {
-                if !s.lost.load(Ordering::Acquire) {
-                    s.lost_at.store(addr - start, Ordering::Release);
-                }
-                s.lost.store(true, Ordering::Release);
+                // The first loss is kept.
+                let _ = s.lost_at.compare_exchange(
+                    NONE,
+                    addr - start,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
                 return;
             }
         }
@@ -203,7 +209,7 @@ impl Window {
         }) else {
             return Err(file);
         };
-        slot.lost.store(false, Ordering::Release);
+        slot.lost_at.store(NONE, Ordering::Release);
         let len = (size as usize).min(WINDOW);
         match map(&file, 0, len, slot) {
             Ok(map) => {
@@ -265,12 +271,12 @@ impl Window {
             // SAFETY: a valid reference into the mapping.
             unsafe { std::ptr::read_volatile(b) };
         }
-        !self.slot.lost.load(Ordering::Acquire)
+        !self.lost()
     }
 
     /// Whether a fault past the end of the file was caught in the window.
     pub(crate) fn lost(&self) -> bool {
-        self.slot.lost.load(Ordering::Acquire)
+        self.slot.lost_at.load(Ordering::Acquire) != NONE
     }
 
     /// The file's size now (after it shrank, say).
@@ -280,8 +286,10 @@ impl Window {
 
     /// The file offset of the first page found lost, if one was.
     pub(crate) fn lost_at(&self) -> Option<u64> {
-        self.lost()
-            .then(|| self.base + self.slot.lost_at.load(Ordering::Acquire) as u64)
+        match self.slot.lost_at.load(Ordering::Acquire) {
+            NONE => None,
+            at => Some(self.base + at as u64),
+        }
     }
 
     /// Maps the window on from file offset `from` so that it holds at
@@ -311,8 +319,8 @@ impl Window {
     /// they are not in the page cache, so that they are there when the
     /// reader gets to them: a fault in a mapping reads only a little
     /// around the page it needs, and waits for it (the benchmark capture
-    /// half evicted: 0.87 s without, 0.63 s with; `read(2)` reads ahead
-    /// by itself). Only a hint.
+    /// half evicted, 32 MiB windows: 0.87–0.90 s without, 0.69–0.74 s
+    /// with; `read(2)` reads ahead by itself). Only a hint.
     fn read_ahead(&self) {
         use std::os::fd::AsRawFd;
         let from = self.base + self.map.len() as u64;

@@ -345,6 +345,24 @@ impl Endpoint {
         self.ack_seq = s;
     }
 
+    /// The peer's ACK of `ack` into this endpoint's (not inactive) stream:
+    /// the acknowledged point relative to its start (0 if before it), and,
+    /// with `update` (not for an RST), the highest ACK moves on.
+    #[inline(always)]
+    fn acked(&mut self, ack: u32, update: bool) -> u64 {
+        let (r, under) = get_relative_seq(self, ack, self.ack_seq, self.ack_wraps);
+        if under {
+            return 0;
+        }
+        if update {
+            let d = seq_delta(ack, self.ack_seq);
+            if !(ack == 0 && d > TOO_LARGE_SEQ_DELTA) && d > 0 {
+                self.update_ack_seq(ack);
+            }
+        }
+        r
+    }
+
     fn no_data_acked(&self) -> bool {
         self.ack_wraps == 0
             && (self.ack_seq == self.start_seq || self.ack_seq == self.start_seq.wrapping_add(1))
@@ -746,19 +764,7 @@ impl Conn {
         if !self.ep[ORIG].did_close || !self.ep[RESP].did_close {
             self.last_time = ts;
         }
-        let rel_ack = {
-            let p = &mut self.ep[other];
-            let (r, under) = get_relative_seq(p, ack, p.ack_seq, p.ack_wraps);
-            if under {
-                0
-            } else {
-                let d = seq_delta(ack, p.ack_seq);
-                if !(ack == 0 && d > TOO_LARGE_SEQ_DELTA) && d > 0 {
-                    p.update_ack_seq(ack);
-                }
-                r
-            }
-        };
+        let rel_ack = self.ep[other].acked(ack, true);
         // update_last_seq
         let e = &mut self.ep[me];
         if seq_delta(seq_one_past, e.last_seq) > 0 {
@@ -923,20 +929,7 @@ impl Conn {
                 p.ack_seq = s;
                 p.last_seq = s;
             } else {
-                let p = &self.ep[other];
-                let (r, under) = get_relative_seq(p, ack_seq, p.ack_seq, p.ack_wraps);
-                if under {
-                    rel_ack = 0;
-                } else {
-                    rel_ack = r;
-                    if !rst {
-                        let p = &mut self.ep[other];
-                        let d = seq_delta(ack_seq, p.ack_seq);
-                        if !(ack_seq == 0 && d > TOO_LARGE_SEQ_DELTA) && d > 0 {
-                            p.update_ack_seq(ack_seq);
-                        }
-                    }
-                }
+                rel_ack = self.ep[other].acked(ack_seq, !rst);
             }
         }
 
