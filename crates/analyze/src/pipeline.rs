@@ -260,7 +260,7 @@ struct Common<'a> {
 /// reading thread shares the two cores with the trackers (benchmark capture,
 /// 21 interleaved runs: 4.07 G against 3.85 G instructions, 0.266 s against
 /// 0.256 s; IPv6, 18% of the benchmark's packets, took the general way
-/// until later: 1.24 G against 1.16 G instructions on the reading thread,
+/// until later: 1.24 G against 1.14 G instructions on the reading thread,
 /// callgrind). It accepts only what `wire::decode` decodes the same way,
 /// and its items (and arena bytes) are exactly those `Item::push` makes of
 /// `wire::decode`'s segment: a test checks this on every cut of many
