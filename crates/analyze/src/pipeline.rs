@@ -491,7 +491,9 @@ pub(crate) fn stream_parallel<C: Collect>(
                     batch.items.clear();
                     batch.arena.clear();
                     let _ = spare.try_send(batch);
-                    if !collect.is_empty(&done) && out.send(done).is_err() {
+                    if collect.is_empty(&done) {
+                        collect.discard(done);
+                    } else if out.send(done).is_err() {
                         break;
                     }
                 }
